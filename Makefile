@@ -1,0 +1,40 @@
+# kubectl-kdoctor developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test check lint typecheck unit bench clean cluster-up cluster-down
+
+setup:
+	hack/setup
+
+## The whole suite on a fresh machine: packages, venv, cluster binaries, lint, types, tests.
+test: setup check
+	$(PY) -m pytest tests
+
+check: lint typecheck
+
+lint:
+	$(VENV)/bin/ruff check kubectl_kdoctor tests bench hack/localcluster
+	$(VENV)/bin/ruff format --check kubectl_kdoctor tests bench hack/localcluster
+	$(VENV)/bin/lint-imports
+
+typecheck:
+	$(VENV)/bin/mypy
+
+## Fast feedback: unit tests only, no cluster.
+unit:
+	hack/setup --no-bins
+	$(PY) -m pytest tests/unit
+
+bench:
+	$(PY) -m bench
+
+cluster-up:
+	hack/cluster up --nodes 3
+
+cluster-down:
+	hack/cluster down
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
