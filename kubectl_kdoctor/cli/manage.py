@@ -1,0 +1,140 @@
+"""``get``, ``report``, ``delete``, ``cleanup`` and ``version``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import yaml
+
+from kubectl_kdoctor.cli.build import access
+from kubectl_kdoctor.cli.options import access_options
+from kubectl_kdoctor.errors import InputError
+from kubectl_kdoctor.task import OUTPUTS
+
+
+def _access(params: dict[str, Any]) -> Any:
+    ctx = click.get_current_context()
+    merged = dict(ctx.obj or {})
+    merged.update({k: v for k, v in params.items() if v not in (None, ())})
+    return access(merged)
+
+
+KIND_ALIASES = {
+    "netreach": "NetReach",
+    "netreaches": "NetReach",
+    "nr": "NetReach",
+    "apphttphealthy": "AppHttpHealthy",
+    "apphttphealthies": "AppHttpHealthy",
+    "ahh": "AppHttpHealthy",
+    "http": "AppHttpHealthy",
+    "netdns": "Netdns",
+    "netdnses": "Netdns",
+    "dns": "Netdns",
+    "run": "run",
+    "runs": "run",
+}
+
+
+@click.command("get", short_help="List kdoctor tasks and the plugin's runs.")
+@click.argument("kind", required=False)
+@click.option(
+    "-o", "--output", metavar="table|json|yaml|name", help="Output format. [default: table]"
+)
+@click.option("-A", "--all-namespaces", is_flag=True, help="Runs in every namespace.")
+@access_options
+def get(kind: str | None, output: str | None, all_namespaces: bool, **params: Any) -> int:
+    """List kdoctor tasks (NetReach, AppHttpHealthy, Netdns) and the plugin's own runs.
+
+    KIND narrows the list: netreach|nr, apphttphealthy|ahh|http, netdns|dns, run.
+    """
+    if kind is not None and kind.lower() not in KIND_ALIASES:
+        raise InputError(
+            f"must be one of netreach, apphttphealthy, netdns, run (got {kind!r})", "KIND"
+        )
+    if output is not None and output not in ("table", "json", "yaml", "name"):
+        raise InputError(f"must be table, json, yaml or name (got {output!r})", "--output")
+    acc = _access(params)
+    from kubectl_kdoctor.manage import get_runs
+
+    return get_runs(
+        acc, KIND_ALIASES[kind.lower()] if kind else None, output or "table", all_namespaces
+    )
+
+
+@click.command("report", short_help="Print the report of a task or run.")
+@click.argument("name")
+@click.option("-o", "--output", metavar="|".join(OUTPUTS), help="Report format. [default: table]")
+@access_options
+def report(name: str, output: str | None, **params: Any) -> int:
+    """Print the report of a run or kdoctor task NAME (optionally KIND/NAME)."""
+    if output is not None and output not in OUTPUTS:
+        raise InputError(f"must be one of {', '.join(OUTPUTS)} (got {output!r})", "--output")
+    kind, name = _split_kind(name)
+    acc = _access(params)
+    from kubectl_kdoctor.manage import show_report
+
+    return show_report(acc, kind, name, output or "table")
+
+
+@click.command("delete", short_help="Delete a run or kdoctor task and all it created.")
+@click.argument("name")
+@access_options
+def delete(name: str, **params: Any) -> int:
+    """Delete the run or kdoctor task NAME (optionally KIND/NAME) and everything it owns."""
+    kind, name = _split_kind(name)
+    acc = _access(params)
+    from kubectl_kdoctor.manage import delete_run
+
+    return delete_run(acc, kind, name)
+
+
+@click.command("cleanup", short_help="Remove every leftover run of the plugin.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Sweep every namespace.")
+@access_options
+def cleanup(all_namespaces: bool, **params: Any) -> int:
+    """Delete every object the plugin created (label app.kubernetes.io/managed-by=kubectl-kdoctor)."""
+    acc = _access(params)
+    from kubectl_kdoctor.manage import cleanup_all
+
+    return cleanup_all(acc, all_namespaces)
+
+
+@click.command("version", short_help="Plugin, agent image, server version, kdoctor controller.")
+@click.option("--client", is_flag=True, help="Only the plugin's own version (no cluster access).")
+@click.option("-o", "--output", metavar="text|json|yaml", help="Output format. [default: text]")
+@access_options
+def version(client: bool, output: str | None, **params: Any) -> int:
+    """Print the plugin version, the agent image, and (unless --client) the server version and
+    whether a kdoctor controller answers."""
+    if output is not None and output not in ("text", "json", "yaml"):
+        raise InputError(f"must be text, json or yaml (got {output!r})", "--output")
+    acc = _access(params)
+    from kubectl_kdoctor.manage import version_info
+
+    info = version_info(acc, client)
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(info, sort_keys=False), nl=False)
+    else:
+        click.echo(f"kubectl-kdoctor {info['plugin']} (python {info['python']})")
+        click.echo(f"agent image: {info['agentImage']}")
+        if "server" in info:
+            click.echo(f"server: {info['server']}")
+        if "kdoctorController" in info:
+            detail = info["kdoctorControllerDetail"]
+            click.echo(f"kdoctor controller: {info['kdoctorController']} ({detail})")
+    return 0
+
+
+def _split_kind(text: str) -> tuple[str | None, str]:
+    if "/" in text:
+        kind, _, name = text.partition("/")
+        if kind.lower() not in KIND_ALIASES or not name:
+            raise InputError(f"expected NAME or KIND/NAME (got {text!r})", "NAME")
+        return KIND_ALIASES[kind.lower()], name
+    if not text:
+        raise InputError("must not be empty", "NAME")
+    return None, text

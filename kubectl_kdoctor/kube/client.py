@@ -1,0 +1,142 @@
+"""Loading a client the way kubectl would: ``--kubeconfig`` (or ``$KUBECONFIG``, merged),
+``--context``, ``--cluster``, ``--user``, ``--as``/``--as-group`` impersonation,
+``--request-timeout``, and in-cluster configuration inside agent pods."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kubectl_kdoctor.errors import ClusterError, InputError
+from kubectl_kdoctor.task import Access
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class Kube:
+    """An API client plus the namespace and timeout every call uses."""
+
+    def __init__(self, api_client: Any, namespace: str, request_timeout: float | None) -> None:
+        self.api = api_client
+        self.namespace = namespace
+        self.timeout = request_timeout
+
+    def kw(self) -> dict[str, Any]:
+        """Keyword arguments for a client call (the request timeout)."""
+        return {"_request_timeout": self.timeout} if self.timeout else {}
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> Any:
+        from kubernetes import client
+
+        return client.BatchV1Api(self.api)
+
+    @property
+    def custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def networking(self) -> Any:
+        from kubernetes import client
+
+        return client.NetworkingV1Api(self.api)
+
+    @property
+    def rbac(self) -> Any:
+        from kubernetes import client
+
+        return client.RbacAuthorizationV1Api(self.api)
+
+    @property
+    def authz(self) -> Any:
+        from kubernetes import client
+
+        return client.AuthorizationV1Api(self.api)
+
+    @property
+    def apiext(self) -> Any:
+        from kubernetes import client
+
+        return client.ApiextensionsV1Api(self.api)
+
+    @property
+    def apireg(self) -> Any:
+        from kubernetes import client
+
+        return client.ApiregistrationV1Api(self.api)
+
+    @property
+    def discovery(self) -> Any:
+        from kubernetes import client
+
+        return client.DiscoveryV1Api(self.api)
+
+
+def connect(access: Access) -> Kube:
+    """A ``Kube`` for these access flags; ClusterError when no configuration can be loaded."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    namespace = access.namespace
+    cfg = client.Configuration()
+    paths = (
+        access.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    )
+    files = [p for p in paths.split(os.pathsep) if p]
+    if access.kubeconfig and not Path(access.kubeconfig).is_file():
+        raise InputError(f"no such file: {access.kubeconfig}", "--kubeconfig")
+    try:
+        if any(Path(p).is_file() for p in files):
+            merger = config.kube_config.KubeConfigMerger(os.pathsep.join(files))
+            cfg_dict = merger.config
+            contexts = {c["name"]: c for c in (cfg_dict.value.get("contexts") or [])}
+            ctx_name = access.context or cfg_dict.value.get("current-context")
+            if access.context and access.context not in contexts:
+                raise InputError(
+                    f"context {access.context!r} not found in the kubeconfig", "--context"
+                )
+            if not ctx_name or ctx_name not in contexts:
+                raise ClusterError("the kubeconfig has no current context; give --context")
+            ctx = contexts[ctx_name]["context"]
+            if access.cluster:
+                ctx["cluster"] = access.cluster
+            if access.user:
+                ctx["user"] = access.user
+            loader = config.kube_config.KubeConfigLoader(
+                config_dict=cfg_dict, active_context=ctx_name, config_base_path=None
+            )
+            loader.load_and_set(cfg)
+            namespace = namespace or ctx.get("namespace") or "default"
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.incluster_config.InClusterConfigLoader(
+                token_filename=str(SA_DIR / "token"), cert_filename=str(SA_DIR / "ca.crt")
+            ).load_and_set(cfg)
+            ns_file = SA_DIR / "namespace"
+            namespace = namespace or (
+                ns_file.read_text().strip() if ns_file.is_file() else "default"
+            )
+        else:
+            raise ClusterError(
+                f"no kubeconfig found ({paths}) and not running in a cluster; give --kubeconfig"
+            )
+    except ConfigException as exc:
+        raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
+    api = client.ApiClient(cfg)
+    if access.as_groups and not access.as_user:
+        raise InputError("needs --as (a user to impersonate)", "--as-group")
+    if len(access.as_groups) > 1:
+        raise InputError("give at most one --as-group (the client sends one header)", "--as-group")
+    if access.as_user:
+        api.set_default_header("Impersonate-User", access.as_user)
+        if access.as_groups:
+            api.set_default_header("Impersonate-Group", access.as_groups[0])
+    return Kube(api, namespace or "default", access.request_timeout)

@@ -1,0 +1,305 @@
+"""kdoctor task manifests (NetReach, AppHttpHealthy, Netdns) as ``Task``s, for ``-f FILE``.
+
+Every field that has a meaning without a kdoctor controller is mapped; the others are
+named in ``LoadedTask.ignored`` so the CLI can say what it did not use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubectl_kdoctor import validate as v
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, StatusExpectation
+from kubectl_kdoctor.errors import InputError
+from kubectl_kdoctor.task import (
+    COMMAND_OF_KIND,
+    DEFAULT_CLUSTER_DOMAIN,
+    DNS,
+    HTTP,
+    KINDS,
+    NETREACH,
+    Expect,
+    NetReachTargets,
+    Placement,
+    Task,
+)
+
+FLAG = "--filename"
+GROUP = "kdoctor.io/v1beta1"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedTask:
+    task: Task
+    placement: Placement
+    name: str | None
+    ignored: tuple[str, ...]
+    document: dict[str, Any]
+
+
+def load_task_file(path: str, kind: str) -> LoadedTask:
+    """Read ``path`` (``-`` for stdin is not supported) and map it; InputError on any problem."""
+    p = Path(v.readable_file(path, FLAG))
+    try:
+        docs = [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path} is not valid YAML{where}", FLAG) from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise InputError(f"{path} must hold exactly one {kind} object", FLAG)
+    return from_document(docs[0], kind, path)
+
+
+def from_document(doc: Mapping[str, Any], kind: str, path: str = "the task file") -> LoadedTask:
+    got = doc.get("kind")
+    if got not in KINDS:
+        raise InputError(
+            f"{path}: kind must be NetReach, AppHttpHealthy or Netdns (got {got!r})", FLAG
+        )
+    if got != kind:
+        raise InputError(
+            f"{path} holds a {got}; use 'kubectl kdoctor {COMMAND_OF_KIND[got]} -f'", FLAG
+        )
+    api = doc.get("apiVersion")
+    if api != GROUP:
+        raise InputError(f"{path}: apiVersion must be {GROUP} (got {api!r})", FLAG)
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        raise InputError(f"{path}: spec is missing", FLAG)
+    name = (doc.get("metadata") or {}).get("name")
+    ignored: list[str] = []
+    m = _Mapper(path, spec, ignored)
+    load, rounds, interval = m.schedule_and_request(kind)
+    expect = m.expect(kind)
+    placement = m.agent_spec()
+    if kind == NETREACH:
+        task = Task(NETREACH, load, expect, rounds, interval, netreach=m.netreach())
+    elif kind == HTTP:
+        http, status = m.http()
+        task = Task(HTTP, load, expect, rounds, interval, http=http)
+        if status is not None:
+            task = dataclasses.replace(task, http=dataclasses.replace(http, expect_status=status))
+    else:
+        task = Task(DNS, load, expect, rounds, interval, dns=m.dns())
+    return LoadedTask(task, placement, name, tuple(ignored), dict(doc))
+
+
+class _Mapper:
+    def __init__(self, path: str, spec: Mapping[str, Any], ignored: list[str]) -> None:
+        self.path, self.spec, self.ignored = path, spec, ignored
+
+    def bad(self, field: str, expected: str) -> InputError:
+        return InputError(f"{self.path}: spec.{field} must be {expected}", FLAG)
+
+    def num(
+        self, block: Mapping[str, Any], key: str, field: str, minimum: float = 1
+    ) -> float | None:
+        if key not in block or block[key] is None:
+            return None
+        val = block[key]
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or val < minimum:
+            raise self.bad(field, f"a number >= {minimum:g}")
+        return float(val)
+
+    def schedule_and_request(self, kind: str) -> tuple[Load, int, float]:
+        req = self.spec.get("request") or {}
+        qps = self.num(req, "qps", "request.qps")
+        dur = self.num(req, "durationInSecond", "request.durationInSecond")
+        tmo = self.num(req, "perRequestTimeoutInMS", "request.perRequestTimeoutInMS")
+        load = Load(
+            qps=int(qps) if qps else 10,
+            duration=dur if dur else 10.0,
+            timeout=tmo / 1000 if tmo else 1.0,
+        )
+        sched = self.spec.get("schedule") or {}
+        rounds_f = self.num(sched, "roundNumber", "schedule.roundNumber", minimum=-1)
+        rounds = int(rounds_f) if rounds_f is not None else 1
+        if rounds <= 0:
+            raise self.bad(
+                "schedule.roundNumber", "at least 1 here (infinite tasks need --mode crd)"
+            )
+        interval = 0.0
+        text = sched.get("schedule")
+        if text is not None:
+            fields = str(text).split(" ")
+            if len(fields) == 2 and all(f.isdigit() for f in fields):
+                if int(fields[0]):
+                    self.ignored.append(f"schedule.schedule start delay ({fields[0]} min)")
+                if rounds > 1:
+                    interval = int(fields[1]) * 60.0
+            elif len(fields) == 5:
+                self.ignored.append("schedule.schedule (cron: rounds run back to back here)")
+            else:
+                raise self.bad("schedule.schedule", "'M N' (two integers) or a 5-field cron line")
+        if "roundTimeoutMinute" in sched:
+            self.ignored.append("schedule.roundTimeoutMinute")
+        return load, rounds, interval
+
+    def expect(self, kind: str) -> Expect:
+        exp = self.spec.get("expect") or {}
+        rate = exp.get("successRate", 1.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise self.bad("expect.successRate", "a number from 0 to 1")
+        mean = self.num(exp, "meanAccessDelayInMs", "expect.meanAccessDelayInMs")
+        if "statusCode" in exp and kind != HTTP:
+            self.ignored.append("expect.statusCode (kdoctor ignores it for this kind too)")
+        return Expect(float(rate), mean / 1000 if mean else None, None)
+
+    def agent_spec(self) -> Placement:
+        agent = self.spec.get("agentSpec") or {}
+        for key in (
+            "annotation",
+            "kind",
+            "deploymentReplicas",
+            "env",
+            "resources",
+            "terminationGracePeriodMinutes",
+        ):
+            if key in agent:
+                self.ignored.append(f"agentSpec.{key}")
+        nodes: tuple[str, ...] = ()
+        selector = None
+        affinity = agent.get("affinity")
+        if affinity:
+            nodes, selector = _affinity_nodes(affinity)
+            if not nodes and not selector:
+                self.ignored.append(
+                    "agentSpec.affinity (only required node affinity on labels is used)"
+                )
+        return Placement(
+            nodes=nodes, node_selector=selector, host_network=bool(agent.get("hostNetwork"))
+        )
+
+    def netreach(self) -> NetReachTargets:
+        t = self.spec.get("target") or {}
+        paths = []
+        for key, path, default in (
+            ("endpoint", "pod", True),
+            ("clusterIP", "clusterip", True),
+            ("nodePort", "nodeport", True),
+            ("loadBalancer", "loadbalancer", False),
+            ("ingress", "ingress", False),
+        ):
+            if t.get(key, default):
+                paths.append(path)
+        if t.get("multusInterface"):
+            paths.append("multus")
+        if not paths:
+            raise self.bad(
+                "target",
+                "enabling at least one of endpoint, clusterIP, nodePort, loadBalancer, ingress",
+            )
+        v4, v6 = t.get("ipv4", True), t.get("ipv6", False)
+        family = "dual" if v4 and v6 else "ipv6" if v6 else "ipv4"
+        if "enableLatencyMetric" in t:
+            self.ignored.append(
+                "target.enableLatencyMetric (latency percentiles are always measured)"
+            )
+        return NetReachTargets(paths=tuple(paths), ip_family=family)
+
+    def http(self) -> tuple[HttpSpec, StatusExpectation | None]:
+        t = self.spec.get("target") or {}
+        host = t.get("host")
+        if not host or not isinstance(host, str):
+            raise self.bad("target.host", "a URL")
+        if "http" not in host:  # kdoctor's own rule: no scheme anywhere means http://
+            host = "http://" + host
+        url = v.url(host, FLAG)
+        method = str(t.get("method") or "GET").upper()
+        if method not in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"):
+            raise self.bad("target.method", "GET, POST, PUT, DELETE, OPTIONS, PATCH or HEAD")
+        headers = []
+        for h in t.get("header") or []:
+            headers.append(v.header(str(h), FLAG))
+        for key in (
+            "bodyConfigmapName",
+            "bodyConfigmapNamespace",
+            "tlsSecretName",
+            "tlsSecretNamespace",
+        ):
+            if t.get(key):
+                self.ignored.append(
+                    f"target.{key} (give --data-file / --cacert --cert --key instead)"
+                )
+        if "enableLatencyMetric" in t:
+            self.ignored.append(
+                "target.enableLatencyMetric (latency percentiles are always measured)"
+            )
+        status = None
+        code = (self.spec.get("expect") or {}).get("statusCode")
+        if code is not None:
+            if not isinstance(code, int) or not 100 <= code <= 599:
+                raise self.bad("expect.statusCode", "an integer from 100 to 599")
+            status = StatusExpectation(codes=(code,), classes=())
+        return HttpSpec(
+            url=url, method=method, headers=tuple(headers), http2=bool(t.get("http2"))
+        ), status
+
+    def dns(self) -> DnsSpec:
+        t = self.spec.get("target") or {}
+        req = self.spec.get("request") or {}
+        user, cluster = t.get("targetUser"), t.get("targetDns")
+        if user and cluster:
+            raise self.bad("target", "either targetUser or targetDns, not both")
+        proto = str(req.get("protocol") or "udp")
+        protocol = {"udp": "udp", "tcp": "tcp", "tcp-tls": "tls"}.get(proto)
+        if protocol is None:
+            raise self.bad("request.protocol", "udp, tcp or tcp-tls")
+        domain = v.domain(str(req.get("domain") or DEFAULT_CLUSTER_DOMAIN), FLAG)
+        server, port, qtype = "", 53, "A"
+        if user:
+            server = str(user.get("server") or "")
+            if not server:
+                raise self.bad("target.targetUser.server", "a DNS server address")
+            port = int(user.get("port") or 53)
+            server, port = v.server(
+                f"[{server}]:{port}" if ":" in server else f"{server}:{port}", 53, FLAG
+            )
+            qtype = "A" if "." in server and server.replace(".", "").isdigit() else "AAAA"
+        elif cluster:
+            if cluster.get("serviceName"):
+                self.ignored.append(
+                    "target.targetDns.serviceName (the cluster DNS Service is used)"
+                )
+            if cluster.get("testIPv6") and not cluster.get("testIPv4", True):
+                qtype = "AAAA"
+        if "sourceAgentNodeSelector" in self.spec:
+            self.ignored.append("sourceAgentNodeSelector (kdoctor never used it)")
+        if "enableLatencyMetric" in t:
+            self.ignored.append(
+                "target.enableLatencyMetric (latency percentiles are always measured)"
+            )
+        return DnsSpec(server=server, domain=domain, port=port, protocol=protocol, qtype=qtype)
+
+
+def _affinity_nodes(affinity: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    """Nodes or a selector from required node affinity (one term, In/NotIn/Exists)."""
+    terms = (
+        (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        or {}
+    ).get("nodeSelectorTerms") or []
+    if len(terms) != 1:
+        return (), None
+    reqs = terms[0].get("matchExpressions") or []
+    parts: list[str] = []
+    for r in reqs:
+        key, op, values = r.get("key"), r.get("operator"), r.get("values") or []
+        if key == "kubernetes.io/hostname" and op == "In" and len(reqs) == 1:
+            return tuple(values), None
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            return (), None
+    return (), ",".join(parts) or None

@@ -1,0 +1,1 @@
+"""Run results: verdicts, the KdoctorReport wire form, and renderers."""

@@ -1,0 +1,207 @@
+"""Render a ``RunResult``: table, wide, json, yaml, junit (html lives in ``html.py``).
+
+The table is for people: a headline, one line per node (per node and path for netreach),
+then every failure with its reason. ``wide`` shows every target. json/yaml print the
+KdoctorReport; junit gives CI one testsuite per node and one testcase per target.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from xml.etree import ElementTree as ET
+
+import yaml
+from tabulate import tabulate
+
+from kubectl_kdoctor.engine.stats import merge_all
+from kubectl_kdoctor.report.kdoctor import to_report
+from kubectl_kdoctor.report.model import NodeResult, RunResult, TargetResult, merge_targets
+from kubectl_kdoctor.report.verdict import MAX_SEND_LAG, Verdict, judge
+from kubectl_kdoctor.task import NETREACH
+
+
+def render(run: RunResult, output: str) -> str:
+    if output == "json":
+        return json.dumps(to_report(run), indent=2) + "\n"
+    if output == "yaml":
+        return yaml.safe_dump(to_report(run), sort_keys=False, allow_unicode=True)
+    if output == "junit":
+        return junit(run)
+    if output == "html":
+        from kubectl_kdoctor.report.html import html
+
+        return html(run)
+    return table(run, wide=output == "wide")
+
+
+def _ms(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:.2f}s"
+    if value >= 10:
+        return f"{value:.1f}ms"
+    return f"{value:.2f}ms"
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.2f}%" if rate < 1 else "100%"
+
+
+def headline(run: RunResult) -> str:
+    nodes = run.merged_by_node()
+    targets = sum(len(n.targets) for n in nodes)
+    missing = run.missing_nodes()
+    verdict = "PASS" if run.passed else "FAIL"
+    rounds = f", {run.rounds_done}/{run.rounds_expected} rounds" if run.rounds_expected > 1 else ""
+    text = (
+        f"{run.kind} {run.name} ({run.mode}): {verdict} - {len(nodes)} node(s), "
+        f"{targets} target(s){rounds}"
+    )
+    if missing:
+        text += f", {len({n for v in missing.values() for n in v})} node(s) never reported"
+    return text
+
+
+def _row(t: TargetResult) -> list[str]:
+    s = t.stats
+    lat = t.latencies_ms()
+    return [
+        str(s.requests),
+        f"{s.tps:.1f}",
+        _pct(s.success_rate),
+        _ms(lat["mean"]),
+        _ms(lat["p50"]),
+        _ms(lat["p90"]),
+        _ms(lat["p99"]),
+        _ms(lat["max"]),
+        str(s.late + s.skipped),
+        ("PASS" if t.passed else "FAIL") + ("" if not t.verdict.invalid else " (lag!)"),
+    ]
+
+
+COLUMNS = ["REQUESTS", "TPS", "SUCCESS", "MEAN", "P50", "P90", "P99", "MAX", "LATE+SKIP", "RESULT"]
+
+
+def _group(run: RunResult, node: NodeResult) -> list[tuple[str, TargetResult]]:
+    """Summary rows of one node: per path for netreach (merged), per target otherwise."""
+    if run.kind != NETREACH:
+        return [(t.stats.name, t) for t in node.targets]
+    by_path: dict[str, list[TargetResult]] = {}
+    for t in node.targets:
+        key = f"{t.path or '?'}/{t.family or '?'}"
+        by_path.setdefault(key, []).append(t)
+    rows = []
+    for key, parts in by_path.items():
+        stats = merge_all([p.stats for p in parts], key)
+        assert stats is not None
+        verdict = judge(stats, run.expect)
+        if any(not p.passed for p in parts):
+            bad = sum(1 for p in parts if not p.passed)
+            verdict = Verdict(False, (f"{bad}/{len(parts)} targets failed",), verdict.invalid)
+        rows.append(
+            (f"{key} ({len(parts)})", TargetResult(stats, verdict, parts[0].path, parts[0].family))
+        )
+    return rows
+
+
+def table(run: RunResult, wide: bool = False) -> str:
+    lines = [headline(run), ""]
+    rows = []
+    nodes = run.merged_by_node()
+    for n in nodes:
+        entries = [(t.stats.name, t) for t in n.targets] if wide else _group(run, n)
+        if not entries:
+            rows.append([n.node, n.error or "(no targets)", *[""] * (len(COLUMNS) - 1), "FAIL"])
+        for label, t in entries:
+            extra = [t.target_node or "", t.stats.url] if wide else []
+            rows.append([n.node, label, *extra, *_row(t)])
+    headers = ["NODE", "PATH (TARGETS)" if run.kind == NETREACH and not wide else "TARGET"]
+    if wide:
+        headers += ["TO NODE", "URL/SERVER"]
+    if rows:
+        lines.append(
+            tabulate(rows, headers=[*headers, *COLUMNS], tablefmt="plain", disable_numparse=True)
+        )
+    failures = list(_failures(run, nodes))
+    if failures:
+        lines += ["", "Failures:"] + [f"  {f}" for f in failures]
+    if run.skipped_nodes:
+        lines += ["", "Skipped nodes:"] + [
+            f"  {k}: {v}" for k, v in sorted(run.skipped_nodes.items())
+        ]
+    invalid = [t for n in nodes for t in n.targets if t.verdict.invalid]
+    if invalid:
+        lines += [
+            "",
+            f"Note: {len(invalid)} target(s) had a generator send lag p99 above "
+            f"{MAX_SEND_LAG * 1000:.0f}ms (marked 'lag!'): their latency includes the generator's "
+            "own delay.",
+        ]
+    lines += [f"Note: {x}" for x in run.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
+    for r, missing in sorted(run.missing_nodes().items()):
+        for node in missing:
+            yield f"{node}: never reported (round {r})"
+    for n in nodes:
+        if n.error:
+            yield f"{n.node}: {n.error}"
+        for t in n.targets:
+            if not t.passed:
+                where = f" -> {t.target_node}" if t.target_node else ""
+                path = f" [{t.path}/{t.family}]" if t.path else ""
+                yield f"{n.node}{where}{path} {t.stats.name}: {'; '.join(t.verdict.reasons)}"
+
+
+def junit(run: RunResult) -> str:
+    suites = ET.Element("testsuites", name=f"kdoctor {run.kind} {run.name}")
+    total = failures = 0
+    for n in run.merged_by_node():
+        tests = merge_targets(n.targets, run.expect) if n.targets else []
+        fails = sum(1 for t in tests if not t.passed) + (1 if n.error else 0)
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=n.node,
+            tests=str(len(tests) + (1 if n.error else 0)),
+            failures=str(fails),
+            errors="0",
+            time=f"{max(0.0, n.end - n.start):.3f}",
+        )
+        if n.error:
+            case = ET.SubElement(suite, "testcase", classname=f"{run.kind}.{n.node}", name="agent")
+            ET.SubElement(case, "failure", message=n.error)
+        for t in tests:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{run.kind}.{n.node}",
+                name=t.stats.name,
+                time=f"{t.stats.duration:.3f}",
+            )
+            lat = t.latencies_ms()
+            ET.SubElement(case, "system-out").text = (
+                f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} "
+                f"mean={lat['mean']:.3f}ms p99={lat['p99']:.3f}ms max={lat['max']:.3f}ms"
+            )
+            if not t.passed:
+                ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))
+        total += len(tests)
+        failures += fails
+    for r, missing in sorted(run.missing_nodes().items()):
+        for node in missing:
+            suite = ET.SubElement(
+                suites, "testsuite", name=node, tests="1", failures="1", errors="0"
+            )
+            case = ET.SubElement(suite, "testcase", classname=f"{run.kind}.{node}", name="agent")
+            ET.SubElement(case, "failure", message=f"never reported (round {r})")
+            total += 1
+            failures += 1
+    suites.set("tests", str(total))
+    suites.set("failures", str(failures))
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )

@@ -1,0 +1,38 @@
+"""Run a validated ``Invocation``: locally (``--local``), as the plugin's own agent Jobs, or
+as a kdoctor task CR; return the exit code. Output goes through ``UI``."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from kubectl_kdoctor.errors import EXIT_EXPECTATION, EXIT_OK
+from kubectl_kdoctor.report.model import RunResult
+from kubectl_kdoctor.task import Invocation
+from kubectl_kdoctor.ui import UI
+
+
+def new_name(command: str) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return f"{command}-{''.join(secrets.choice(alphabet) for _ in range(5))}"
+
+
+def exit_code(run: RunResult) -> int:
+    return EXIT_OK if run.passed else EXIT_EXPECTATION
+
+
+def execute(inv: Invocation, ui: UI) -> int:
+    from kubectl_kdoctor.report.render import render
+
+    name = inv.control.name or new_name(inv.task.command)
+    for note in inv.file_notes:
+        ui.warn(f"task file: {note} has no meaning here and was ignored")
+    if inv.control.local:
+        from kubectl_kdoctor.local import run_local
+
+        result = run_local(inv.task, name, ui.progress)
+        ui.out(render(result, inv.control.output))
+        return exit_code(result)
+    from kubectl_kdoctor.cluster import run_in_cluster
+
+    return run_in_cluster(inv, name, ui)

@@ -1,0 +1,127 @@
+"""A validated request to run one probe: what to load, how hard, where, and what passes.
+
+The CLI (flags or a kdoctor task file) builds a ``Task``; the local runner, the job-mode
+orchestrator and the kdoctor CR mode all consume the same object, so a flag means the same
+thing everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+
+NETREACH = "NetReach"
+HTTP = "AppHttpHealthy"
+DNS = "Netdns"
+KINDS = (NETREACH, HTTP, DNS)
+COMMAND_OF_KIND = {NETREACH: "netreach", HTTP: "http", DNS: "dns"}
+
+NETREACH_PATHS = ("pod", "clusterip", "nodeport", "loadbalancer", "ingress", "multus")
+DEFAULT_NETREACH_PATHS = ("pod", "clusterip", "nodeport")
+IP_FAMILIES = ("ipv4", "ipv6", "dual")
+OUTPUTS = ("table", "wide", "json", "yaml", "junit", "html")
+MODES = ("auto", "crd", "job")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+DEFAULT_CLUSTER_DOMAIN = "kubernetes.default.svc.cluster.local"
+
+
+@dataclasses.dataclass(frozen=True)
+class Access:
+    """Kubernetes access flags, as kubectl takes them."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    request_timeout: float | None = None
+    as_user: str | None = None
+    as_groups: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    """What makes a target pass (SPEC: Verdicts)."""
+
+    success_rate: float = 1.0
+    mean_delay: float | None = None  # seconds
+    p99: float | None = None  # seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Toleration:
+    operator: str = "Exists"  # Exists | Equal
+    key: str | None = None
+    value: str | None = None
+    effect: str | None = None
+
+    def to_k8s(self) -> dict[str, str]:
+        out = {"operator": self.operator}
+        if self.key:
+            out["key"] = self.key
+        if self.value is not None:
+            out["value"] = self.value
+        if self.effect:
+            out["effect"] = self.effect
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    nodes: tuple[str, ...] = ()
+    node_selector: str | None = None
+    tolerations: tuple[Toleration, ...] = ()
+    host_network: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class NetReachTargets:
+    paths: tuple[str, ...] = DEFAULT_NETREACH_PATHS
+    ip_family: str | None = None  # None: what the cluster has
+    ingress_class: str | None = None
+    peers: int = 0  # 0 = full mesh
+
+
+@dataclasses.dataclass(frozen=True)
+class RunControl:
+    name: str | None = None
+    image: str | None = None
+    image_pull_policy: str | None = None
+    start_timeout: float = 120.0
+    keep: bool = False
+    no_wait: bool = False
+    dry_run: bool = False
+    output: str = "table"
+    mode: str = "auto"
+    local: bool = False
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One probe: kind, load plan, expectations and the kind's own target."""
+
+    kind: str
+    load: Load
+    expect: Expect = Expect()
+    rounds: int = 1
+    interval: float = 0.0  # seconds between round starts (0: back to back)
+    http: HttpSpec | None = None
+    dns: DnsSpec | None = None  # server "" = the cluster DNS Service
+    netreach: NetReachTargets | None = None
+    secret_headers: tuple[str, ...] = ()  # header names whose values are secret
+
+    @property
+    def command(self) -> str:
+        return COMMAND_OF_KIND[self.kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """Everything one netreach/http/dns command was asked to do, validated."""
+
+    task: Task
+    placement: Placement
+    control: RunControl
+    access: Access
+    file_notes: tuple[str, ...] = ()  # task-file fields that have no meaning here
