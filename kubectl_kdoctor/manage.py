@@ -3,13 +3,31 @@ returns data; the CLI renders it."""
 
 from __future__ import annotations
 
+import dataclasses
 import platform
+import time
 from typing import Any
 
 from kubectl_kdoctor import __version__
-from kubectl_kdoctor.errors import KdoctorError
+from kubectl_kdoctor.errors import ClusterError, KdoctorError, NotFound
 from kubectl_kdoctor.images import default_image
+from kubectl_kdoctor.kube import manifests as m
+from kubectl_kdoctor.kube.client import connect
+from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.report.model import RunResult
 from kubectl_kdoctor.task import Access
+
+RUN_SELECTOR = f"{m.MANAGED_BY}={m.MANAGER},{m.ROLE}=run"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    kind: str
+    name: str
+    namespace: str
+    status: str
+    detail: str
+    age: float
 
 
 def version_info(access: Access, client_only: bool) -> dict[str, Any]:
@@ -20,7 +38,6 @@ def version_info(access: Access, client_only: bool) -> dict[str, Any]:
     }
     if client_only:
         return info
-    from kubectl_kdoctor.kube.client import connect
     from kubectl_kdoctor.kube.kdoctor import controller_status, server_version
 
     try:
@@ -32,3 +49,168 @@ def version_info(access: Access, client_only: bool) -> dict[str, Any]:
     except KdoctorError as exc:
         info["server"] = f"unreachable ({exc})"
     return info
+
+
+def _age(ts: Any) -> float:
+    return max(0.0, time.time() - ts.timestamp()) if ts else 0.0
+
+
+def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Row]:
+    kube = connect(access)
+    rows: list[Row] = []
+    if kind in (None, "run"):
+        with api_errors("list runs"):
+            if all_namespaces:
+                jobs = kube.batch.list_job_for_all_namespaces(
+                    label_selector=RUN_SELECTOR, **kube.kw()
+                ).items
+            else:
+                jobs = kube.batch.list_namespaced_job(
+                    kube.namespace, label_selector=RUN_SELECTOR, **kube.kw()
+                ).items
+        for j in jobs:
+            st = j.status
+            conds = {c.type: c for c in (st.conditions or [])} if st else {}
+            status = (
+                "Complete"
+                if "Complete" in conds and conds["Complete"].status == "True"
+                else "Failed"
+                if "Failed" in conds and conds["Failed"].status == "True"
+                else "Suspended"
+                if j.spec.suspend
+                else "Running"
+            )
+            detail = f"{(st.succeeded or 0) if st else 0}/{j.spec.completions} agents done"
+            k = (j.metadata.labels or {}).get(m.KIND, "run")
+            rows.append(
+                Row(
+                    f"run/{k}",
+                    j.metadata.name,
+                    j.metadata.namespace,
+                    status,
+                    detail,
+                    _age(j.metadata.creation_timestamp),
+                )
+            )
+    if kind != "run":
+        from kubectl_kdoctor.kube.tasks import list_tasks
+
+        rows += [Row(**r) for r in list_tasks(kube, kind)]
+    return rows
+
+
+def report_of(access: Access, kind: str | None, name: str) -> RunResult:
+    kube = connect(access)
+    if kind in (None, "run"):
+        from kubectl_kdoctor.jobmode import load_run
+
+        try:
+            return load_run(kube, kube.namespace, name)
+        except NotFound:
+            if kind == "run":
+                raise NotFound(
+                    f"no run {name} in namespace {kube.namespace} (runs are deleted when they end unless --keep)"
+                ) from None
+    from kubectl_kdoctor.kube.tasks import task_report
+
+    return task_report(kube, kind, name)
+
+
+def delete(access: Access, kind: str | None, name: str) -> list[str]:
+    """Delete a run or a kdoctor task; return what was deleted."""
+    kube = connect(access)
+    done: list[str] = []
+    if kind in (None, "run"):
+        from kubectl_kdoctor.jobmode import delete_run
+
+        if delete_run(kube, kube.namespace, name):
+            done.append(f"run {kube.namespace}/{name}")
+    if kind != "run" and not done:
+        from kubectl_kdoctor.kube.tasks import delete_task
+
+        done += delete_task(kube, kind, name)
+    if not done:
+        raise NotFound(f"no run or kdoctor task named {name} (namespace {kube.namespace})")
+    return done
+
+
+def cleanup(access: Access, all_namespaces: bool) -> list[str]:
+    """Delete every run and every object labelled managed-by kubectl-kdoctor."""
+    from kubernetes import client
+
+    kube = connect(access)
+    sel = f"{m.MANAGED_BY}={m.MANAGER}"
+    done: list[str] = []
+    opts = client.V1DeleteOptions(propagation_policy="Background")
+
+    def sweep(kind: str, list_all: Any, list_ns: Any, delete_fn: Any) -> None:
+        with api_errors(f"list {kind}"):
+            items = (
+                list_all(label_selector=sel, **kube.kw())
+                if all_namespaces
+                else list_ns(kube.namespace, label_selector=sel, **kube.kw())
+            ).items
+        for obj in items:
+            try:
+                with api_errors(f"delete {kind} {obj.metadata.name}"):
+                    delete_fn(obj.metadata.name, obj.metadata.namespace, body=opts, **kube.kw())
+                done.append(f"{kind} {obj.metadata.namespace}/{obj.metadata.name}")
+            except NotFound:
+                pass
+
+    core, batch, rbac, net = kube.core, kube.batch, kube.rbac, kube.networking
+    sweep(
+        "job",
+        batch.list_job_for_all_namespaces,
+        batch.list_namespaced_job,
+        batch.delete_namespaced_job,
+    )
+    sweep(
+        "service",
+        core.list_service_for_all_namespaces,
+        core.list_namespaced_service,
+        core.delete_namespaced_service,
+    )
+    sweep(
+        "configmap",
+        core.list_config_map_for_all_namespaces,
+        core.list_namespaced_config_map,
+        core.delete_namespaced_config_map,
+    )
+    sweep(
+        "secret",
+        core.list_secret_for_all_namespaces,
+        core.list_namespaced_secret,
+        core.delete_namespaced_secret,
+    )
+    sweep(
+        "serviceaccount",
+        core.list_service_account_for_all_namespaces,
+        core.list_namespaced_service_account,
+        core.delete_namespaced_service_account,
+    )
+    sweep(
+        "rolebinding",
+        rbac.list_role_binding_for_all_namespaces,
+        rbac.list_namespaced_role_binding,
+        rbac.delete_namespaced_role_binding,
+    )
+    sweep(
+        "role",
+        rbac.list_role_for_all_namespaces,
+        rbac.list_namespaced_role,
+        rbac.delete_namespaced_role,
+    )
+    try:
+        sweep(
+            "ingress",
+            net.list_ingress_for_all_namespaces,
+            net.list_namespaced_ingress,
+            net.delete_namespaced_ingress,
+        )
+    except ClusterError:
+        pass
+    from kubectl_kdoctor.kube.tasks import cleanup_tasks
+
+    done += cleanup_tasks(kube)
+    return done

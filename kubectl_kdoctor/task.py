@@ -33,6 +33,8 @@ class Access:
 
     kubeconfig: str | None = None
     context: str | None = None
+    cluster: str | None = None
+    user: str | None = None
     namespace: str | None = None
     request_timeout: float | None = None
     as_user: str | None = None

@@ -32,7 +32,7 @@ class _Group(click.Group):
 @click.version_option(__version__, "--version", message="kubectl-kdoctor %(version)s")
 @access_options
 @click.pass_context
-def cli(ctx: click.Context, **access: Any) -> None:
+def cli(ctx: click.Context, /, **access: Any) -> None:
     """Probe a Kubernetes data plane under load: node x node x path reachability, HTTP
     and DNS, with latency percentiles and a verdict a CI job can act on.
 

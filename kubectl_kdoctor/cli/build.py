@@ -61,6 +61,8 @@ def access(p: dict[str, Any]) -> Access:
     return Access(
         kubeconfig=kubeconfig,
         context=p.get("context"),
+        cluster=p.get("cluster"),
+        user=p.get("user"),
         namespace=p.get("namespace"),
         request_timeout=timeout,
         as_user=p.get("as_user"),
@@ -91,7 +93,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
                 raise InputError("cannot be used with --local (it needs a cluster)", flag)
 
     # --- load and verdict -------------------------------------------------------------
-    bl = base.load if base else Load(**DEFAULTS_LOAD)
+    bl = base.load if base else Load(qps=10, duration=10.0, timeout=1.0)
     qps = v.positive_int(p["qps"], "--qps") if p.get("qps") is not None else bl.qps
     duration = v.duration(p["duration"], "--duration") if p.get("duration") else bl.duration
     timeout = v.duration(p["timeout"], "--timeout") if p.get("timeout") else bl.timeout
@@ -154,9 +156,6 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     if control.dry_run and control.keep:
         raise InputError("--keep has no meaning with --dry-run (nothing is created)", "--dry-run")
     return Invocation(task, placement, control, access(p), notes)
-
-
-DEFAULTS_LOAD = {"qps": 10, "duration": 10.0, "timeout": 1.0}
 
 
 def run_control(p: dict[str, Any], local: bool) -> RunControl:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -56,11 +57,28 @@ def get(kind: str | None, output: str | None, all_namespaces: bool, **params: An
     if output is not None and output not in ("table", "json", "yaml", "name"):
         raise InputError(f"must be table, json, yaml or name (got {output!r})", "--output")
     acc = _access(params)
-    from kubectl_kdoctor.manage import get_runs
+    from kubectl_kdoctor.manage import list_runs
 
-    return get_runs(
-        acc, KIND_ALIASES[kind.lower()] if kind else None, output or "table", all_namespaces
-    )
+    rows = list_runs(acc, KIND_ALIASES[kind.lower()] if kind else None, all_namespaces)
+    fmt = output or "table"
+    if fmt == "name":
+        for r in rows:
+            click.echo(f"{r.kind.lower()}/{r.name}")
+    elif fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    elif fmt == "yaml":
+        click.echo(yaml.safe_dump([dataclasses.asdict(r) for r in rows], sort_keys=False), nl=False)
+    elif not rows:
+        click.echo("No kdoctor tasks or runs found.", err=True)
+    else:
+        from tabulate import tabulate
+
+        table = [
+            [r.kind, r.name, r.namespace or "-", r.status, r.detail, _age(r.age)] for r in rows
+        ]
+        headers = ["KIND", "NAME", "NAMESPACE", "STATUS", "PROGRESS", "AGE"]
+        click.echo(tabulate(table, headers=headers, tablefmt="plain"))
+    return 0
 
 
 @click.command("report", short_help="Print the report of a task or run.")
@@ -73,9 +91,12 @@ def report(name: str, output: str | None, **params: Any) -> int:
         raise InputError(f"must be one of {', '.join(OUTPUTS)} (got {output!r})", "--output")
     kind, name = _split_kind(name)
     acc = _access(params)
-    from kubectl_kdoctor.manage import show_report
+    from kubectl_kdoctor.manage import report_of
+    from kubectl_kdoctor.report.render import render
 
-    return show_report(acc, kind, name, output or "table")
+    run = report_of(acc, kind, name)
+    click.echo(render(run, output or "table"), nl=False)
+    return 0 if run.passed else 1
 
 
 @click.command("delete", short_help="Delete a run or kdoctor task and all it created.")
@@ -85,9 +106,11 @@ def delete(name: str, **params: Any) -> int:
     """Delete the run or kdoctor task NAME (optionally KIND/NAME) and everything it owns."""
     kind, name = _split_kind(name)
     acc = _access(params)
-    from kubectl_kdoctor.manage import delete_run
+    from kubectl_kdoctor.manage import delete as delete_fn
 
-    return delete_run(acc, kind, name)
+    for what in delete_fn(acc, kind, name):
+        click.echo(f"deleted {what}")
+    return 0
 
 
 @click.command("cleanup", short_help="Remove every leftover run of the plugin.")
@@ -96,9 +119,14 @@ def delete(name: str, **params: Any) -> int:
 def cleanup(all_namespaces: bool, **params: Any) -> int:
     """Delete every object the plugin created (label app.kubernetes.io/managed-by=kubectl-kdoctor)."""
     acc = _access(params)
-    from kubectl_kdoctor.manage import cleanup_all
+    from kubectl_kdoctor.manage import cleanup as cleanup_fn
 
-    return cleanup_all(acc, all_namespaces)
+    done = cleanup_fn(acc, all_namespaces)
+    for what in done:
+        click.echo(f"deleted {what}")
+    if not done:
+        click.echo("nothing to clean up", err=True)
+    return 0
 
 
 @click.command("version", short_help="Plugin, agent image, server version, kdoctor controller.")
@@ -138,3 +166,14 @@ def _split_kind(text: str) -> tuple[str | None, str]:
     if not text:
         raise InputError("must not be empty", "NAME")
     return None, text
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"

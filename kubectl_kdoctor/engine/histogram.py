@@ -54,8 +54,12 @@ class Histogram:
     def record(self, value_us: int) -> None:
         """Record one value (negative values count as 0)."""
         v = value_us if value_us > 0 else 0
-        i = v if v < SUB else SUB + ((v.bit_length() - SUB_BITS) - 1) * HALF + (
-            (v >> (v.bit_length() - SUB_BITS)) - HALF
+        i = (
+            v
+            if v < SUB
+            else SUB
+            + ((v.bit_length() - SUB_BITS) - 1) * HALF
+            + ((v >> (v.bit_length() - SUB_BITS)) - HALF)
         )
         c = self.counts
         c[i] = c.get(i, 0) + 1
@@ -128,9 +132,7 @@ class Histogram:
             v = max(bucket_bounds(i)[0], 1)
             j = 0 if v <= lo else min(max_bins - 1, int(math.log(v / lo, ratio)))
             bins[j] += k
-        return [
-            (int(edges[j]), int(edges[j + 1]), bins[j]) for j in range(max_bins) if bins[j]
-        ]
+        return [(int(edges[j]), int(edges[j + 1]), bins[j]) for j in range(max_bins) if bins[j]]
 
     # --- wire form -------------------------------------------------------------------
 

@@ -39,6 +39,9 @@ class Load:
     duration: float = 10.0
     timeout: float = 1.0  # per request, seconds
     max_inflight: int = 0  # 0 = derived: qps x timeout (at least 64), capped at 10000
+    # > 0: closed loop instead of a rate (benchmarks): keep this many requests in flight,
+    # send the next as soon as one ends, for ``duration`` seconds; ``qps`` is ignored.
+    concurrency: int = 0
 
     def inflight_cap(self) -> int:
         if self.max_inflight > 0:
@@ -47,7 +50,7 @@ class Load:
 
     @property
     def planned(self) -> int:
-        return int(round(self.qps * self.duration))
+        return round(self.qps * self.duration)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,9 @@ class StatusExpectation:
             elif part.isdigit() and 100 <= int(part) <= 599:
                 codes.append(int(part))
             else:
-                raise ValueError(f"invalid status {part!r}: expected a code 100-599 or a class such as 2xx")
+                raise ValueError(
+                    f"invalid status {part!r}: expected a code 100-599 or a class such as 2xx"
+                )
         return cls(tuple(codes), tuple(classes))
 
     def text(self) -> str:

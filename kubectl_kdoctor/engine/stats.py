@@ -30,6 +30,7 @@ BAD_STATUS = "unexpected status"  # HTTP status not matching --expect-status
 BAD_RCODE = "unexpected rcode"  # DNS rcode not matching --expect-rcode
 PROTOCOL = "protocol error"  # malformed answer, id mismatch that never resolved, ...
 OVERLOAD = "not sent (in-flight cap)"  # the generator skipped a send: too many in flight
+BEHIND = "not sent (generator behind)"  # the generator fell further behind than it may catch up
 OTHER = "other error"
 
 ERROR_CLASSES = (
@@ -43,6 +44,7 @@ ERROR_CLASSES = (
     BAD_RCODE,
     PROTOCOL,
     OVERLOAD,
+    BEHIND,
     OTHER,
 )
 

@@ -96,9 +96,14 @@ def _expect_dict(e: Expect) -> dict[str, Any]:
 
 
 def _node(run: RunResult, n: NodeResult) -> dict[str, Any]:
+    return node_to_dict(run.kind, n)
+
+
+def node_to_dict(kind: str, n: NodeResult) -> dict[str, Any]:
+    """One agent's round (kdoctor's ``Report`` entry plus our fields)."""
     reason = n.reason()
     task: dict[str, Any] = {
-        "targetType": TARGET_TYPE[run.kind],
+        "targetType": TARGET_TYPE[kind],
         "targetNumber": len(n.targets),
         "roundSucceed": n.passed,
         "systemResource": {
@@ -107,7 +112,7 @@ def _node(run: RunResult, n: NodeResult) -> dict[str, Any]:
             "maxMemory": n.system.get("maxMemory", "0.00MB"),
         },
         "runningLoadTotal": {"appHttpHealthyQPS": 0, "netReachQPS": 0, "netDnsQPS": 0},
-        "roundTaskDetail": [_detail(run.kind, t) for t in n.targets],
+        "roundTaskDetail": [_detail(kind, t) for t in n.targets],
     }
     if reason:
         task["reasonsForFailure"] = reason
@@ -119,7 +124,7 @@ def _node(run: RunResult, n: NodeResult) -> dict[str, Any]:
         "roundStartTimeStamp": rfc3339(n.start),
         "roundEndTimeStamp": rfc3339(n.end),
         "roundDuration": format_duration(max(0.0, n.end - n.start)),
-        TASK_KEY[run.kind]: task,
+        TASK_KEY[kind]: task,
     }
     if reason:
         out["reasonsForFailure"] = reason
@@ -315,7 +320,13 @@ def _get(d: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
     return default
 
 
+def node_from_dict(kind: str, e: Mapping[str, Any], expect: Expect) -> NodeResult:
+    """Inverse of ``node_to_dict`` (also reads kdoctor's current layout)."""
+    return _node_from(kind, e, expect, current=True)
+
+
 def _node_from(kind: str, e: Mapping[str, Any], expect: Expect, current: bool) -> NodeResult:
+    task: Any
     if current:
         task = e.get(TASK_KEY[kind]) or next((e[k] for k in TASK_KEY.values() if k in e), {})
     else:

@@ -1,0 +1,174 @@
+"""What an agent learns from the API: its peers (the run's agent pods, once Ready) and the
+run's Services. Watches, not polling: a list, then a watch from its resourceVersion."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from kubectl_kdoctor.agent.targets import Endpoints, Peer
+from kubectl_kdoctor.kube.client import Kube
+from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.kube.manifests import INDEX, ROLE, RUN
+from kubectl_kdoctor.runconfig import AgentConfig
+
+NETWORK_STATUS = ("k8s.v1.cni.cncf.io/network-status", "k8s.v1.cni.cncf.io/networks-status")
+
+
+def _ready(pod: Any) -> bool:
+    conds = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conds)
+
+
+def peer_of(pod: Any) -> Peer | None:
+    labels = pod.metadata.labels or {}
+    if INDEX not in labels or not pod.spec.node_name:
+        return None
+    ips = [p.ip for p in (pod.status.pod_i_ps or [])] if pod.status else []
+    if not ips and pod.status and pod.status.pod_ip:
+        ips = [pod.status.pod_ip]
+    multus: list[tuple[str, str]] = []
+    ann = pod.metadata.annotations or {}
+    for key in NETWORK_STATUS:
+        if key in ann:
+            try:
+                for net in json.loads(ann[key]):
+                    if net.get("default") or net.get("interface") in (None, "eth0"):
+                        continue
+                    for ip in net.get("ips") or []:
+                        multus.append((str(net.get("interface")), str(ip)))
+            except (ValueError, TypeError, AttributeError):
+                pass
+            break
+    return Peer(
+        index=int(labels[INDEX]),
+        node=pod.spec.node_name,
+        pod=pod.metadata.name,
+        ipv4=tuple(ip for ip in ips if ":" not in ip),
+        ipv6=tuple(ip for ip in ips if ":" in ip),
+        multus=tuple(multus),
+    )
+
+
+def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
+    """Block until every expected agent is Ready (or the deadline); return the Ready ones."""
+    from kubernetes import watch
+
+    selector = f"{RUN}={cfg.run},{ROLE}=agent"
+    ready: dict[str, Peer] = {}
+    with api_errors("list the run's agents"):
+        lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector)
+    for pod in lst.items:
+        peer = peer_of(pod)
+        if peer and _ready(pod):
+            ready[pod.metadata.name] = peer
+    rv = lst.metadata.resource_version
+    while len(ready) < cfg.expected and time.monotonic() < deadline:
+        w = watch.Watch()
+        timeout = max(1, min(30, int(deadline - time.monotonic())))
+        try:
+            with api_errors("watch the run's agents"):
+                for ev in w.stream(
+                    kube.core.list_namespaced_pod,
+                    cfg.namespace,
+                    label_selector=selector,
+                    resource_version=rv,
+                    timeout_seconds=timeout,
+                ):
+                    pod = ev["object"]
+                    rv = pod.metadata.resource_version
+                    peer = peer_of(pod)
+                    if ev["type"] != "DELETED" and peer and _ready(pod):
+                        ready[pod.metadata.name] = peer
+                    else:
+                        ready.pop(pod.metadata.name, None)
+                    if len(ready) >= cfg.expected:
+                        w.stop()
+                        break
+        except Exception:  # a 410 Gone or a dropped stream: list again
+            with api_errors("list the run's agents"):
+                lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector)
+            rv = lst.metadata.resource_version
+            for pod in lst.items:
+                peer = peer_of(pod)
+                if peer and _ready(pod):
+                    ready[pod.metadata.name] = peer
+    return sorted(ready.values(), key=lambda p: p.index)
+
+
+def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
+    with api_errors("list the run's Services"):
+        services = kube.core.list_namespaced_service(
+            cfg.namespace, label_selector=f"{RUN}={cfg.run}"
+        ).items
+    cluster_ips: dict[int, dict[str, str]] = {}
+    node_port: dict[str, int] = {}
+    lb: dict[str, str] = {}
+    for svc in services:
+        name = svc.metadata.name
+        fams = [("ipv6" if f == "IPv6" else "ipv4") for f in (svc.spec.ip_families or ["IPv4"])]
+        ips = svc.spec.cluster_i_ps or ([svc.spec.cluster_ip] if svc.spec.cluster_ip else [])
+        suffix = name[len(cfg.run) + 1 :]
+        if suffix.isdigit():
+            cluster_ips[int(suffix)] = {
+                ("ipv6" if ":" in ip else "ipv4"): ip for ip in ips if ip != "None"
+            }
+        elif suffix == "np":
+            port = next((p.node_port for p in svc.spec.ports or [] if p.name == "http"), None)
+            if port:
+                node_port = dict.fromkeys(fams, int(port))
+        elif suffix == "lb":
+            for ing in (
+                svc.status.load_balancer.ingress
+                if svc.status and svc.status.load_balancer
+                else None
+            ) or []:
+                if ing.ip:
+                    lb.setdefault("ipv6" if ":" in ing.ip else "ipv4", ing.ip)
+    addresses = {
+        n.name: {
+            k: v
+            for k, v in (
+                ("ipv4", n.ipv4[0] if n.ipv4 else ""),
+                ("ipv6", n.ipv6[0] if n.ipv6 else ""),
+            )
+            if v
+        }
+        for n in cfg.nodes
+    }
+    return Endpoints(cluster_ips, node_port, addresses, lb, cfg.ingress_url)
+
+
+def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: float) -> int:
+    """Block until ``expected`` report ConfigMaps exist (or the deadline); return the count."""
+    from kubernetes import watch
+
+    selector = f"{RUN}={cfg.run},{ROLE}=report"
+    with api_errors("list reports"):
+        lst = kube.core.list_namespaced_config_map(cfg.namespace, label_selector=selector)
+    seen = {cm.metadata.name for cm in lst.items}
+    rv = lst.metadata.resource_version
+    while len(seen) < expected and time.monotonic() < deadline:
+        w = watch.Watch()
+        try:
+            with api_errors("watch reports"):
+                for ev in w.stream(
+                    kube.core.list_namespaced_config_map,
+                    cfg.namespace,
+                    label_selector=selector,
+                    resource_version=rv,
+                    timeout_seconds=max(1, min(30, int(deadline - time.monotonic()))),
+                ):
+                    rv = ev["object"].metadata.resource_version
+                    if ev["type"] == "ADDED":
+                        seen.add(ev["object"].metadata.name)
+                    if len(seen) >= expected:
+                        w.stop()
+                        break
+        except Exception:
+            with api_errors("list reports"):
+                lst = kube.core.list_namespaced_config_map(cfg.namespace, label_selector=selector)
+            seen = {cm.metadata.name for cm in lst.items}
+            rv = lst.metadata.resource_version
+    return len(seen)

@@ -1,0 +1,264 @@
+"""The agent's life: read the run config, serve peers, wait for them, run the rounds with
+the engine, write the report into the API (a ConfigMap owned by the run's Job, so it
+outlives the pod), keep serving until every peer has reported, exit 0.
+
+Exit codes: 0 done (whatever the verdict: the verdict is in the report), 1 the agent itself
+failed (configuration unreadable, report not writable).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from kubectl_kdoctor.agent import discovery
+from kubectl_kdoctor.agent.server import AgentServer
+from kubectl_kdoctor.agent.targets import PlannedTarget, missing_paths, netreach_targets
+from kubectl_kdoctor.engine.runner import Target, run_targets
+from kubectl_kdoctor.errors import KdoctorError
+from kubectl_kdoctor.kube import manifests as m
+from kubectl_kdoctor.kube.client import Kube, connect
+from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.report.kdoctor import node_to_dict
+from kubectl_kdoctor.report.model import NodeResult, TargetResult
+from kubectl_kdoctor.report.verdict import judge
+from kubectl_kdoctor.runconfig import (
+    SECRET_CA,
+    SECRET_CERT,
+    SECRET_HEADER_PREFIX,
+    SECRET_KEY,
+    AgentConfig,
+    encode_report,
+    from_json,
+)
+from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Access, Task
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} agent: {msg}\n")
+    sys.stderr.flush()
+
+
+def load_config(kube: Kube, run: str) -> AgentConfig:
+    with api_errors(f"read ConfigMap {run}"):
+        cm = kube.core.read_namespaced_config_map(run, kube.namespace)
+    cfg = from_json(cm.data["task.json"])
+    if not cfg.secret:
+        return cfg
+    with api_errors(f"read Secret {run}"):
+        sec = kube.core.read_namespaced_secret(run, kube.namespace)
+    data = {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
+    return dataclasses.replace(cfg, task=merge_secret(cfg.task, data))
+
+
+def merge_secret(task: Task, data: dict[str, str]) -> Task:
+    """Put the Secret's header values and TLS files back into the task."""
+    if task.http is None:
+        return task
+    headers = tuple(
+        (k, data.get(f"{SECRET_HEADER_PREFIX}{k.lower()}", val)) for k, val in task.http.headers
+    )
+    files: dict[str, str] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="kdoctor-"))
+    for key, field in ((SECRET_CA, "cacert"), (SECRET_CERT, "cert"), (SECRET_KEY, "key")):
+        if key in data:
+            path = tmp / key
+            path.write_text(data[key])
+            path.chmod(0o600)
+            files[field] = str(path)
+    http = dataclasses.replace(
+        task.http,
+        headers=headers,
+        cacert=files.get("cacert", task.http.cacert),
+        cert=files.get("cert", task.http.cert),
+        key=files.get("key", task.http.key),
+    )
+    return dataclasses.replace(task, http=http)
+
+
+class _Usage:
+    """CPU and memory of this process, sampled once a second (kdoctor's systemResource)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._last = (time.monotonic(), time.process_time())
+
+    def sample(self) -> None:
+        now, cpu = time.monotonic(), time.process_time()
+        dt = now - self._last[0]
+        if dt > 0:
+            self.samples.append(100.0 * (cpu - self._last[1]) / dt)
+        self._last = (now, cpu)
+
+    def as_dict(self) -> dict[str, str]:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        mx = max(self.samples, default=0.0)
+        mean = sum(self.samples) / len(self.samples) if self.samples else 0.0
+        return {"maxCPU": f"{mx:.3f}%", "meanCPU": f"{mean:.3f}%", "maxMemory": f"{rss_mb:.2f}MB"}
+
+
+async def run_agent(run: str) -> int:
+    node = os.environ.get("NODE_NAME", "")
+    pod = os.environ.get("POD_NAME", "")
+    namespace = os.environ.get("POD_NAMESPACE") or None
+    pod_ip = os.environ.get("POD_IP", "")
+    try:
+        kube = await anyio.to_thread.run_sync(lambda: connect(Access(namespace=namespace)))
+        cfg = await anyio.to_thread.run_sync(load_config, kube, run)
+    except KdoctorError as exc:
+        log(f"cannot start: {exc}")
+        return 1
+    task = cfg.task
+    ready = {"v": False}
+    server = AgentServer(node, pod, lambda: ready["v"])
+    tls = None
+    try:
+        from kubectl_kdoctor.agent.certs import self_signed_context
+
+        tls = self_signed_context([pod or "kdoctor-agent", f"{run}.{cfg.namespace}.svc"], [pod_ip])
+    except Exception as exc:  # HTTPS is best effort: HTTP is what peers probe
+        log(f"HTTPS disabled: {exc}")
+    await server.start(None, m.HTTP_PORT, m.HTTPS_PORT, tls)
+    ready["v"] = True
+    log(f"serving on :{m.HTTP_PORT} and :{m.HTTPS_PORT} as {pod} on {node}")
+
+    usage = _Usage()
+    results: list[NodeResult] = []
+    async with anyio.create_task_group() as tg:
+
+        async def sampler() -> None:
+            while True:
+                await anyio.sleep(1)
+                usage.sample()
+
+        tg.start_soon(sampler)
+        planned, setup_error, peers_seen = await _plan(kube, cfg, node)
+        t0 = time.monotonic()
+        for r in range(1, task.rounds + 1):
+            delay = t0 + (r - 1) * task.interval - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+            log(
+                f"round {r}/{task.rounds}: {len(planned)} target(s) at {task.load.qps} qps for {task.load.duration:g}s"
+            )
+            begin = time.time()
+            stats = await run_targets([p.target for p in planned]) if planned else []
+            nr = NodeResult(
+                node=node, pod=pod, round=r, start=begin, end=time.time(), error=setup_error
+            )
+            nr.targets = [
+                TargetResult(s, judge(s, task.expect), p.path, p.family, p.target_node)
+                for s, p in zip(stats, planned, strict=True)
+            ]
+            usage.sample()
+            nr.system = usage.as_dict()
+            results.append(nr)
+        try:
+            await anyio.to_thread.run_sync(write_report, kube, cfg, node, pod, results)
+        except KdoctorError as exc:
+            log(f"cannot write the report: {exc}")
+            tg.cancel_scope.cancel()
+            await server.close()
+            return 1
+        print(
+            json.dumps(
+                {"run": run, "node": node, "rounds": [node_to_dict(task.kind, n) for n in results]}
+            )
+        )
+        sys.stdout.flush()
+        if task.kind == NETREACH:
+            deadline = time.monotonic() + cfg.finish_wait
+            got = await anyio.to_thread.run_sync(
+                discovery.wait_for_reports, kube, cfg, peers_seen, deadline
+            )
+            log(f"{got}/{peers_seen} peer reports seen; {server.requests} requests served")
+        tg.cancel_scope.cancel()
+    await server.close()
+    return 0
+
+
+async def _plan(
+    kube: Kube, cfg: AgentConfig, node: str
+) -> tuple[list[PlannedTarget], str | None, int]:
+    """Targets for this agent, an agent-level error if a path cannot be probed, peers seen."""
+    task = cfg.task
+    if task.kind == HTTP:
+        assert task.http is not None
+        return (
+            [
+                PlannedTarget(
+                    Target("HttpAppHealthy target", task.http, task.load), "http", "", None
+                )
+            ],
+            None,
+            1,
+        )
+    if task.kind == DNS:
+        assert task.dns is not None
+        d = task.dns
+        name = f"type{d.qtype}_{d.server_address}_{d.domain}"
+        return [PlannedTarget(Target(name, d, task.load), "dns", "", None)], None, 1
+    assert task.netreach is not None
+    deadline = time.monotonic() + cfg.peers_wait
+    peers = await anyio.to_thread.run_sync(discovery.wait_for_peers, kube, cfg, deadline)
+    eps = await anyio.to_thread.run_sync(discovery.endpoints, kube, cfg)
+    error = None
+    if len(peers) < cfg.expected:
+        error = f"only {len(peers)}/{cfg.expected} agents became ready within {cfg.peers_wait:g}s"
+    gaps = missing_paths(task.netreach.paths, cfg.families, eps)
+    if gaps:
+        error = "; ".join(([error] if error else []) + gaps)
+    planned = netreach_targets(
+        me=node,
+        peers=peers,
+        endpoints=eps,
+        paths=task.netreach.paths,
+        families=cfg.families,
+        load=task.load,
+        plan=cfg.peer_plan.get(node) if cfg.peer_plan else None,
+    )
+    return planned, error, len(peers)
+
+
+def write_report(
+    kube: Kube, cfg: AgentConfig, node: str, pod: str, results: list[NodeResult]
+) -> None:
+    index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    payload = {
+        "run": cfg.run,
+        "node": node,
+        "pod": pod,
+        "index": index,
+        "rounds": [node_to_dict(cfg.task.kind, n) for n in results],
+    }
+    blob = encode_report(payload)
+    body = m.report_config_map(
+        cfg.run, cfg.task.kind, cfg.namespace, m.owner(cfg.run, cfg.job_uid), index, node, blob
+    )
+    from kubectl_kdoctor.errors import Conflict
+
+    try:
+        with api_errors(f"create report of {node}"):
+            kube.core.create_namespaced_config_map(cfg.namespace, body)
+    except Conflict:
+        with api_errors(f"replace report of {node}"):
+            kube.core.replace_namespaced_config_map(body["metadata"]["name"], cfg.namespace, body)
+
+
+def main(run: str) -> int:
+    try:
+        import uvloop  # noqa: F401
+
+        backend_options = {"use_uvloop": True}
+    except ImportError:  # pragma: no cover
+        backend_options = {}
+    return int(anyio.run(run_agent, run, backend_options=backend_options))

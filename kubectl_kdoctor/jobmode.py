@@ -1,0 +1,510 @@
+"""Job mode: the plugin's own agents, no controller needed.
+
+preflight (nodes, permissions) -> create (Job suspended, then its owned objects, then
+resume) -> watch (pods and reports, two watches, no polling) -> collect -> clean up.
+Stuck agents (unschedulable, image pull errors, crash loops, never ready) end the run with
+exit 3 within seconds, naming the node and the reason. Ctrl-C and SIGTERM delete what was
+created (exit 130); a killed CLI leaves the Job's TTL and deadline to do it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import queue
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+
+from kubectl_kdoctor.errors import AgentStartError, ClusterError, Interrupted, NotFound
+from kubectl_kdoctor.images import default_image
+from kubectl_kdoctor.kube import manifests as m
+from kubectl_kdoctor.kube.client import Kube
+from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.kube.preflight import eligible_nodes, job_mode_permissions, require_permissions
+from kubectl_kdoctor.kube.watch import Watcher
+from kubectl_kdoctor.report.kdoctor import node_from_dict
+from kubectl_kdoctor.report.model import RunResult
+from kubectl_kdoctor.runconfig import (
+    SECRET_CA,
+    SECRET_CERT,
+    SECRET_HEADER_PREFIX,
+    SECRET_KEY,
+    AgentConfig,
+    NodeInfo,
+    decode_report,
+    to_json,
+)
+from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
+from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
+from kubectl_kdoctor.ui import UI
+
+STUCK_REASONS = {
+    "ErrImagePull": "cannot pull the agent image",
+    "ImagePullBackOff": "cannot pull the agent image",
+    "InvalidImageName": "invalid agent image name",
+    "ErrImageNeverPull": "image not present and --image-pull-policy Never",
+    "CreateContainerConfigError": "cannot create the agent container",
+    "CreateContainerError": "cannot create the agent container",
+    "CrashLoopBackOff": "the agent crashes",
+    "RunContainerError": "cannot start the agent container",
+}
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything a run will create, built before anything is created."""
+
+    name: str
+    namespace: str
+    task: Task
+    nodes: list[NodeInfo]
+    skipped: dict[str, str]
+    families: tuple[str, ...]
+    image: str
+    config: AgentConfig
+    secret_data: dict[str, str]
+    job: dict[str, Any]
+
+    def owned(self, job_uid: str) -> list[dict[str, Any]]:
+        """The objects the Job owns, in creation order."""
+        own = m.owner(self.name, job_uid)
+        kind, ns, run = self.task.kind, self.namespace, self.name
+        cfg = dataclasses.replace(self.config, job_uid=job_uid)
+        objs = [
+            m.service_account(run, kind, ns, own),
+            m.role(run, kind, ns, own, secret=bool(self.secret_data)),
+            m.role_binding(run, kind, ns, own),
+            m.config_map(run, kind, ns, own, to_json(cfg)),
+        ]
+        if self.secret_data:
+            objs.append(m.secret(run, kind, ns, own, self.secret_data))
+        if self.task.kind == NETREACH:
+            assert self.task.netreach is not None
+            paths = self.task.netreach.paths
+            fams = list(self.families)
+            if "clusterip" in paths or "ingress" in paths:
+                objs += [
+                    m.index_service(run, kind, ns, own, i, fams) for i in range(len(self.nodes))
+                ]
+            if "nodeport" in paths:
+                objs.append(m.node_port_service(run, kind, ns, own, fams))
+            if "loadbalancer" in paths:
+                objs.append(m.node_port_service(run, kind, ns, own, fams, lb=True))
+            if "ingress" in paths:
+                objs.append(m.ingress(run, kind, ns, own, self.task.netreach.ingress_class))
+        return objs
+
+
+def cluster_families(kube: Kube, nodes: list[NodeInfo]) -> tuple[str, ...]:
+    """What the cluster has: the families of the ``kubernetes`` Service (and node addresses)."""
+    fams: list[str] = []
+    try:
+        with api_errors("read Service default/kubernetes"):
+            svc = kube.core.read_namespaced_service("kubernetes", "default", **kube.kw())
+        fams = ["ipv6" if f == "IPv6" else "ipv4" for f in (svc.spec.ip_families or [])]
+    except ClusterError:
+        pass
+    if not fams:
+        fams = ["ipv4"] if any(n.ipv4 for n in nodes) else ["ipv6"]
+    return tuple(fams)
+
+
+def cluster_dns(kube: Kube) -> str:
+    with api_errors("read the cluster DNS Service kube-system/kube-dns"):
+        svc = kube.core.read_namespaced_service("kube-dns", "kube-system", **kube.kw())
+    ip = svc.spec.cluster_ip
+    if not ip or ip == "None":
+        raise ClusterError(
+            "the cluster DNS Service kube-system/kube-dns has no ClusterIP; give --server"
+        )
+    return str(ip)
+
+
+def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
+    task = inv.task
+    tolerations = [t.to_k8s() for t in inv.placement.tolerations]
+    nodes, skipped, _ = eligible_nodes(kube, inv.placement, tolerations)
+    if not nodes:
+        why = (
+            "; ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "the cluster has no nodes"
+        )
+        raise AgentStartError(f"no eligible node ({why})")
+    families: tuple[str, ...] = ("ipv4",)
+    if task.kind == NETREACH:
+        assert task.netreach is not None
+        fam = task.netreach.ip_family
+        families = (
+            cluster_families(kube, nodes)
+            if fam is None
+            else ("ipv4", "ipv6")
+            if fam == "dual"
+            else (fam,)
+        )
+    if task.kind == DNS:
+        assert task.dns is not None
+        if not task.dns.server:
+            server = cluster_dns(kube)
+            task = dataclasses.replace(task, dns=dataclasses.replace(task.dns, server=server))
+    secret_data: dict[str, str] = {}
+    if task.kind == HTTP:
+        assert task.http is not None
+        for k, val in task.http.headers:
+            if k in task.secret_headers:
+                secret_data[f"{SECRET_HEADER_PREFIX}{k.lower()}"] = val
+        for field, key in (("cacert", SECRET_CA), ("cert", SECRET_CERT), ("key", SECRET_KEY)):
+            path = getattr(task.http, field)
+            if path:
+                with open(path) as fh:
+                    secret_data[key] = fh.read()
+    load_time = task.rounds * max(task.interval, task.load.duration + task.load.timeout)
+    peers_wait = inv.control.start_timeout + 30
+    deadline = math.ceil(inv.control.start_timeout + peers_wait + load_time + 120)
+    config = AgentConfig(
+        run=name,
+        namespace=kube.namespace,
+        job_uid="",
+        task=task,
+        nodes=tuple(nodes),
+        families=families,
+        peers_wait=peers_wait,
+        finish_wait=max(60.0, load_time + 30),
+        secret=bool(secret_data),
+    )
+    job = m.job(
+        run=name,
+        kind=task.kind,
+        namespace=kube.namespace,
+        nodes=[n.name for n in nodes],
+        image=inv.control.image or default_image(),
+        pull_policy=inv.control.image_pull_policy,
+        tolerations=tolerations,
+        host_network=inv.placement.host_network,
+        active_deadline=deadline,
+    )
+    return Plan(
+        name,
+        kube.namespace,
+        task,
+        nodes,
+        skipped,
+        families,
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        config,
+        secret_data,
+        job,
+    )
+
+
+def dry_run_yaml(p: Plan) -> str:
+    objs = [p.job, *p.owned("<uid of Job " + p.name + ">")]
+    for o in objs:
+        if o["kind"] == "Secret":
+            o["stringData"] = dict.fromkeys(o["stringData"], "<redacted>")
+    return yaml.safe_dump_all(objs, sort_keys=False)
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def _create(kube: Kube, obj: dict[str, Any]) -> Any:
+    from kubernetes import utils
+
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    with api_errors(f"create {kind} {name}"):
+        return utils.create_from_dict(kube.api, obj, namespace=obj["metadata"]["namespace"])
+
+
+def create(kube: Kube, p: Plan) -> str:
+    """Create the run; return the Job's uid. On any failure, delete what was created."""
+    with api_errors(f"create Job {p.name}"):
+        job = kube.batch.create_namespaced_job(p.namespace, p.job, **kube.kw())
+    uid = str(job.metadata.uid)
+    try:
+        for obj in p.owned(uid):
+            _create(kube, obj)
+        with api_errors(f"start Job {p.name}"):
+            kube.batch.patch_namespaced_job(
+                p.name, p.namespace, {"spec": {"suspend": False}}, **kube.kw()
+            )
+    except BaseException:
+        delete_run(kube, p.namespace, p.name)
+        raise
+    return uid
+
+
+def delete_run(kube: Kube, namespace: str, name: str) -> bool:
+    """Delete the run's Job; garbage collection removes everything it owns."""
+    from kubernetes import client
+
+    try:
+        with api_errors(f"delete Job {name}"):
+            kube.batch.delete_namespaced_job(
+                name,
+                namespace,
+                body=client.V1DeleteOptions(propagation_policy="Background"),
+                **kube.kw(),
+            )
+        return True
+    except NotFound:
+        return False
+
+
+# --- watch ---------------------------------------------------------------------------------
+
+
+def _waiting_reason(pod: Any) -> tuple[str, str] | None:
+    for cs in (pod.status.container_statuses if pod.status else None) or []:
+        w = cs.state.waiting if cs.state else None
+        if w and w.reason in STUCK_REASONS:
+            return w.reason, (w.message or "").strip().splitlines()[0] if w.message else ""
+    return None
+
+
+def _unschedulable(pod: Any) -> str | None:
+    for c in (pod.status.conditions if pod.status else None) or []:
+        if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
+            return str(c.message or "unschedulable")
+    return None
+
+
+def _ready(pod: Any) -> bool:
+    return any(
+        c.type == "Ready" and c.status == "True"
+        for c in ((pod.status.conditions if pod.status else None) or [])
+    )
+
+
+def _exit_info(pod: Any) -> str:
+    for cs in (pod.status.container_statuses if pod.status else None) or []:
+        t = cs.state.terminated if cs.state else None
+        if t:
+            return f"exit code {t.exit_code}" + (f" ({t.reason})" if t.reason else "")
+    return pod.status.reason or "failed" if pod.status else "failed"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
+    """Follow the run until every agent reported or failed; raise AgentStartError when
+    agents cannot start."""
+    events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+    sel = f"{m.RUN}={p.name}"
+    watchers = [
+        Watcher(
+            "pods", kube.core.list_namespaced_pod, p.namespace, f"{sel},{m.ROLE}=agent", events
+        ),
+        Watcher(
+            "reports",
+            kube.core.list_namespaced_config_map,
+            p.namespace,
+            f"{sel},{m.ROLE}=report",
+            events,
+        ),
+    ]
+    for w in watchers:
+        w.start()
+    expected = [n.name for n in p.nodes]
+    run = RunResult(
+        kind=p.task.kind,
+        name=p.name,
+        created=time.time(),
+        spec=kdoctor_spec(p.task),
+        expect=p.task.expect,
+        rounds_expected=p.task.rounds,
+        expected_nodes=expected,
+        skipped_nodes=dict(p.skipped),
+        mode="job",
+    )
+    pods: dict[str, Any] = {}
+    reported: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    started = time.monotonic()
+    load_time = p.task.rounds * max(p.task.interval, p.task.load.duration + p.task.load.timeout)
+    all_ready_at: float | None = None
+    last_progress = ""
+    try:
+        while True:
+            try:
+                tag, kind, obj = events.get(timeout=0.5)
+            except queue.Empty:
+                tag, kind, obj = "", "TICK", None
+            if kind == "ERROR":
+                raise obj
+            if tag == "pods" and obj is not None:
+                if kind == "DELETED":
+                    pods.pop(obj.metadata.name, None)
+                else:
+                    pods[obj.metadata.name] = obj
+            elif tag == "reports" and kind in ("ADDED", "MODIFIED") and obj is not None:
+                payload = decode_report(obj.binary_data or {})
+                reported[str(payload["node"])] = payload
+            for pod in pods.values():
+                node = pod.spec.node_name or "(unscheduled)"
+                if node in reported or node in failed:
+                    continue
+                why = _unschedulable(pod)
+                if why:
+                    raise AgentStartError(
+                        f"agent pod {pod.metadata.name} cannot be scheduled: {why}"
+                    )
+                stuck = _waiting_reason(pod)
+                if stuck:
+                    reason, msg = stuck
+                    raise AgentStartError(
+                        f"agent on node {node}: {reason}: {STUCK_REASONS[reason]}"
+                        + (f" ({msg})" if msg else "")
+                        + (f"; image {p.image}" if "Image" in reason else "")
+                    )
+                if pod.status and pod.status.phase == "Failed":
+                    failed[node] = (
+                        f"agent pod {pod.metadata.name} failed before reporting: {_exit_info(pod)}"
+                    )
+            n = len(expected)
+            scheduled = sum(1 for x in pods.values() if x.spec.node_name)
+            running = sum(
+                1 for x in pods.values() if x.status and x.status.phase in ("Running", "Succeeded")
+            )
+            ready = sum(1 for x in pods.values() if _ready(x))
+            line = f"agents: {scheduled}/{n} scheduled, {running}/{n} running, {ready}/{n} ready, {len(reported)}/{n} reported"
+            if line != last_progress:
+                ui.progress(line)
+                last_progress = line
+            if ready + len(reported) + len(failed) >= n and all_ready_at is None and ready:
+                all_ready_at = time.monotonic()
+            if len(reported) + len(failed) >= n:
+                break
+            now = time.monotonic()
+            if all_ready_at is None and now - started > start_timeout:
+                not_ready = [
+                    f"{x.spec.node_name or x.metadata.name}: {x.status.phase if x.status else 'Pending'}"
+                    for x in pods.values()
+                    if not _ready(x) and (x.spec.node_name not in reported)
+                ] or ["no agent pod was created"]
+                raise AgentStartError(
+                    f"agents not ready within --start-timeout {start_timeout:g}s: {', '.join(sorted(not_ready))}"
+                )
+            if all_ready_at is not None and now - all_ready_at > load_time + start_timeout + 90:
+                break  # the rest never reported; named as such in the report
+    finally:
+        for w in watchers:
+            w.stop()
+    notes = [f"{node}: {why}" for node, why in failed.items()]
+    return assemble(run, list(reported.values()), notes)
+
+
+def assemble(run: RunResult, payloads: list[dict[str, Any]], notes: list[str]) -> RunResult:
+    """Fill ``run`` from the agents' report payloads; expected nodes without one are missing."""
+    kind = run.kind
+    for payload in payloads:
+        for entry in payload.get("rounds") or []:
+            run.nodes.append(node_from_dict(kind, entry, run.expect))
+    run.notes.extend(notes)
+    run.nodes.sort(key=lambda x: (x.round, x.node))
+    missing = sorted(set(run.expected_nodes) - {str(p["node"]) for p in payloads})
+    if missing:
+        for r in range(1, run.rounds_expected + 1):
+            run.missing[r] = missing
+    return run
+
+
+def load_run(kube: Kube, namespace: str, name: str) -> RunResult:
+    """A run that still exists (``--keep``, ``--no-wait``, or not yet expired), from the API."""
+    from kubectl_kdoctor.runconfig import from_json
+
+    with api_errors(f"read Job {name}"):
+        job = kube.batch.read_namespaced_job(name, namespace, **kube.kw())
+    if (job.metadata.labels or {}).get(m.MANAGED_BY) != m.MANAGER:
+        raise NotFound(f"Job {name} was not created by kubectl-kdoctor")
+    with api_errors(f"read ConfigMap {name}"):
+        cm = kube.core.read_namespaced_config_map(name, namespace, **kube.kw())
+    cfg = from_json(cm.data["task.json"])
+    with api_errors("list reports"):
+        reports = kube.core.list_namespaced_config_map(
+            namespace, label_selector=f"{m.RUN}={name},{m.ROLE}=report", **kube.kw()
+        ).items
+    done = any(
+        c.type in ("Complete", "Failed") and c.status == "True"
+        for c in (job.status.conditions or [])
+    )
+    run = RunResult(
+        kind=cfg.task.kind,
+        name=name,
+        created=job.metadata.creation_timestamp.timestamp()
+        if job.metadata.creation_timestamp
+        else time.time(),
+        spec=kdoctor_spec(cfg.task),
+        expect=cfg.task.expect,
+        rounds_expected=cfg.task.rounds,
+        expected_nodes=[n.name for n in cfg.nodes],
+        mode="job",
+        finished=done or len(reports) >= len(cfg.nodes),
+    )
+    payloads = [decode_report(r.binary_data or {}) for r in reports]
+    if not run.finished:
+        run.notes.append(f"still running: {len(payloads)}/{len(cfg.nodes)} agents reported")
+        run.expected_nodes = [str(p["node"]) for p in payloads]
+    return assemble(run, payloads, [])
+
+
+def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | None:
+    """Run in job mode; None when nothing was waited for (--dry-run, --no-wait)."""
+    p = plan(kube, inv, name)
+    if inv.control.dry_run:
+        ui.out(dry_run_yaml(p))
+        return None
+    for node, why in sorted(p.skipped.items()):
+        ui.info(f"skipping node {node}: {why}")
+    require_permissions(
+        kube,
+        p.namespace,
+        job_mode_permissions(
+            secret=bool(p.secret_data),
+            ingress=p.task.kind == NETREACH
+            and "ingress" in (p.task.netreach.paths if p.task.netreach else ()),
+            cluster_dns=False,
+        ),
+    )
+    ui.progress(
+        f"run {p.name}: {len(p.nodes)} agent(s) in namespace {p.namespace}, image {p.image}"
+    )
+    with _sigterm_as_interrupt():
+        created = False
+        try:
+            create(kube, p)
+            created = True
+            if inv.control.no_wait:
+                ui.out(
+                    f"run {p.name} created in namespace {p.namespace}; see: kubectl kdoctor report {p.name}\n"
+                )
+                return None
+            return watch_run(kube, p, ui, inv.control.start_timeout)
+        except KeyboardInterrupt:
+            if created and not inv.control.keep:
+                delete_run(kube, p.namespace, p.name)
+                raise Interrupted(f"interrupted; run {p.name} deleted") from None
+            raise Interrupted(f"interrupted; run {p.name} kept (--keep)") from None
+        finally:
+            if created and not inv.control.keep and not inv.control.no_wait:
+                try:
+                    delete_run(kube, p.namespace, p.name)
+                except ClusterError as exc:
+                    ui.warn(f"could not delete run {p.name}: {exc}; its TTL removes it")

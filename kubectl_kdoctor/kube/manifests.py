@@ -1,0 +1,351 @@
+"""Pure builders for every object a job-mode run creates, as plain dicts.
+
+One Indexed Job is the run's root: one agent pod per selected node (node affinity on the
+node names plus required pod anti-affinity on the hostname, so each node gets exactly one),
+``backoffLimitPerIndex: 0`` so one crashing agent does not take its peers down,
+``ttlSecondsAfterFinished`` and ``activeDeadlineSeconds`` so even a killed CLI leaves
+nothing behind. Everything else (ServiceAccount, Role, RoleBinding, ConfigMap, Secret,
+Services, Ingress, the agents' report ConfigMaps) is owned by that Job, so deleting the Job
+or its TTL expiring removes the whole run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "kubectl-kdoctor"
+RUN = "kdoctor.io/run"
+KIND = "kdoctor.io/kind"
+ROLE = "kdoctor.io/role"  # agent | report | config | service
+NODE = "kdoctor.io/node"
+INDEX = "batch.kubernetes.io/job-completion-index"
+
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+TTL_AFTER_FINISHED = 120
+AGENT_UID = 65532
+
+
+def labels(run: str, kind: str, role: str) -> dict[str, str]:
+    return {
+        MANAGED_BY: MANAGER,
+        "app.kubernetes.io/name": "kdoctor-agent",
+        RUN: run,
+        KIND: kind.lower(),
+        ROLE: role,
+    }
+
+
+def owner(job_name: str, job_uid: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job_name,
+            "uid": job_uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+    ]
+
+
+def _meta(
+    name: str, namespace: str, lab: dict[str, str], own: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": lab}
+    if own:
+        meta["ownerReferences"] = own
+    return meta
+
+
+def job(
+    *,
+    run: str,
+    kind: str,
+    namespace: str,
+    nodes: list[str],
+    image: str,
+    pull_policy: str | None,
+    tolerations: list[dict[str, str]],
+    host_network: bool,
+    active_deadline: int,
+) -> dict[str, Any]:
+    n = len(nodes)
+    agent_labels = labels(run, kind, "agent")
+    container: dict[str, Any] = {
+        "name": "agent",
+        "image": image,
+        "command": ["kubectl-kdoctor", "agent"],
+        "args": ["--run", run],
+        "env": [
+            {"name": "KDOCTOR_RUN", "value": run},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": HTTP_PORT},
+            "periodSeconds": 1,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if pull_policy:
+        container["imagePullPolicy"] = pull_policy
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": run,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": AGENT_UID,
+            "runAsGroup": AGENT_UID,
+            "fsGroup": AGENT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": nodes}
+                            ]
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {RUN: run}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            },
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(run, namespace, labels(run, kind, "run"), None),
+        "spec": {
+            "suspend": True,
+            "completionMode": "Indexed",
+            "completions": n,
+            "parallelism": n,
+            "backoffLimitPerIndex": 0,
+            "maxFailedIndexes": n,
+            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
+            "activeDeadlineSeconds": active_deadline,
+            "template": {"metadata": {"labels": agent_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def service_account(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(run, namespace, labels(run, kind, "rbac"), own),
+        "automountServiceAccountToken": True,
+    }
+
+
+AGENT_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "watch"]},
+]
+
+
+def role(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, secret: bool
+) -> dict[str, Any]:
+    rules = [dict(r) for r in AGENT_RULES]
+    rules.append(
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [run], "verbs": ["get"]}
+    )
+    if secret:
+        rules.append(
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [run], "verbs": ["get"]}
+        )
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(run, namespace, labels(run, kind, "rbac"), own),
+        "rules": rules,
+    }
+
+
+def role_binding(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(run, namespace, labels(run, kind, "rbac"), own),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": run},
+        "subjects": [{"kind": "ServiceAccount", "name": run, "namespace": namespace}],
+    }
+
+
+def config_map(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, config_json: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(run, namespace, labels(run, kind, "config"), own),
+        "data": {"task.json": config_json},
+    }
+
+
+def secret(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, data: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(run, namespace, labels(run, kind, "config"), own),
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def _families(families: list[str]) -> dict[str, Any]:
+    fam = ["IPv6" if f == "ipv6" else "IPv4" for f in families]
+    policy = "RequireDualStack" if len(fam) > 1 else "SingleStack"
+    return {"ipFamilies": fam, "ipFamilyPolicy": policy}
+
+
+def _ports() -> list[dict[str, Any]]:
+    return [
+        {"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": HTTPS_PORT, "protocol": "TCP"},
+    ]
+
+
+def index_service(
+    run: str,
+    kind: str,
+    namespace: str,
+    own: list[dict[str, Any]] | None,
+    index: int,
+    families: list[str],
+) -> dict[str, Any]:
+    """A ClusterIP Service selecting only agent ``index``: a node x node ClusterIP cell."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(f"{run}-{index}", namespace, labels(run, kind, "service"), own),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {RUN: run, ROLE: "agent", INDEX: str(index)},
+            "ports": _ports(),
+            **_families(families),
+        },
+    }
+
+
+def node_port_service(
+    run: str,
+    kind: str,
+    namespace: str,
+    own: list[dict[str, Any]] | None,
+    families: list[str],
+    lb: bool = False,
+) -> dict[str, Any]:
+    """NodePort (or LoadBalancer) Service with ``externalTrafficPolicy: Local``: a node's
+    NodePort is answered by that node's own agent, so each cell names one node."""
+    name = f"{run}-lb" if lb else f"{run}-np"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, labels(run, kind, "service"), own),
+        "spec": {
+            "type": "LoadBalancer" if lb else "NodePort",
+            "externalTrafficPolicy": "Cluster" if lb else "Local",
+            "selector": {RUN: run, ROLE: "agent"},
+            "ports": _ports(),
+            **_families(families),
+        },
+    }
+
+
+def ingress(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, ingress_class: str | None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "rules": [
+            {
+                "http": {
+                    "paths": [
+                        {
+                            "path": f"/kdoctor/{run}",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": f"{run}-0", "port": {"number": 80}}},
+                        }
+                    ]
+                }
+            }
+        ]
+    }
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(run, namespace, labels(run, kind, "service"), own),
+        "spec": spec,
+    }
+
+
+def report_config_map(
+    run: str,
+    kind: str,
+    namespace: str,
+    own: list[dict[str, Any]],
+    index: int,
+    node: str,
+    payload_b64: str,
+) -> dict[str, Any]:
+    lab = labels(run, kind, "report")
+    lab[NODE] = node[:63]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{run}-report-{index}", namespace, lab, own),
+        "binaryData": {"report.json.gz": payload_b64},
+    }

@@ -1,0 +1,152 @@
+"""kdoctor task CRs (NetReach, AppHttpHealthy, Netdns; cluster-scoped, ``kdoctor.io/v1beta1``)
+and their ``KdoctorReport`` (``system.kdoctor.io/v1beta1``): list, read, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubectl_kdoctor.errors import ClusterError, NotFound
+from kubectl_kdoctor.kube.client import Kube
+from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.kube.manifests import MANAGED_BY, MANAGER
+from kubectl_kdoctor.report.kdoctor import from_report
+from kubectl_kdoctor.report.model import NodeResult, RunResult
+from kubectl_kdoctor.task import DNS, HTTP, KINDS, NETREACH
+
+GROUP, VERSION = "kdoctor.io", "v1beta1"
+PLURAL = {NETREACH: "netreaches", HTTP: "apphttphealthies", DNS: "netdnses"}
+REPORT_GROUP = "system.kdoctor.io"
+
+
+def _age(ts: str | None) -> float:
+    from kubectl_kdoctor.report.kdoctor import parse_time
+
+    t = parse_time(ts)
+    return max(0.0, time.time() - t) if t else 0.0
+
+
+def list_kind(kube: Kube, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
+    try:
+        with api_errors(f"list {PLURAL[kind]}"):
+            res = kube.custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL[kind], label_selector=selector or "", **kube.kw()
+            )
+    except NotFound:
+        return []  # the CRD is not installed
+    return list(res.get("items") or [])
+
+
+def list_tasks(kube: Kube, kind: str | None) -> list[dict[str, Any]]:
+    rows = []
+    for k in [kind] if kind else KINDS:
+        for obj in list_kind(kube, k):
+            st = obj.get("status") or {}
+            status = (
+                "Finished"
+                if st.get("finish")
+                else ("Running" if st.get("doneRound") is not None else "Pending")
+            )
+            last = st.get("lastRoundStatus") or "-"
+            rows.append(
+                {
+                    "kind": k,
+                    "name": obj["metadata"]["name"],
+                    "namespace": "",
+                    "status": status,
+                    "detail": f"round {st.get('doneRound', 0)}/{st.get('expectedRound', '?')}, last {last}",
+                    "age": _age(obj["metadata"].get("creationTimestamp")),
+                }
+            )
+    return rows
+
+
+def get_task(kube: Kube, kind: str | None, name: str) -> tuple[str, dict[str, Any]]:
+    for k in [kind] if kind else KINDS:
+        try:
+            with api_errors(f"get {k} {name}"):
+                return k, kube.custom.get_cluster_custom_object(
+                    GROUP, VERSION, PLURAL[k], name, **kube.kw()
+                )
+        except NotFound:
+            continue
+    raise NotFound(f"no run or kdoctor task named {name}")
+
+
+def read_report(kube: Kube, kind: str, name: str) -> dict[str, Any] | None:
+    """The KdoctorReport ``<kind>-<name>`` from the aggregated API; None when not served."""
+    for report_name in (f"{kind.lower()}-{name}", name):
+        try:
+            with api_errors(f"get KdoctorReport {report_name}"):
+                obj = kube.custom.get_namespaced_custom_object(
+                    REPORT_GROUP, VERSION, "default", "kdoctorreports", report_name, **kube.kw()
+                )
+            return dict(obj)
+        except NotFound:
+            continue
+        except ClusterError:
+            return None
+    return None
+
+
+def task_report(kube: Kube, kind: str | None, name: str) -> RunResult:
+    k, obj = get_task(kube, kind, name)
+    doc = read_report(kube, k, name)
+    if doc is not None:
+        run = from_report(doc)
+        run.mode = "crd"
+        return run
+    return from_status(k, obj)
+
+
+def from_status(kind: str, obj: dict[str, Any]) -> RunResult:
+    """A RunResult from ``.status`` alone (no report API): per node, succeeded or failed."""
+    from kubectl_kdoctor.report.kdoctor import _expect_from, parse_time
+
+    st = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    run = RunResult(
+        kind=kind,
+        name=obj["metadata"]["name"],
+        created=parse_time(obj["metadata"].get("creationTimestamp")),
+        spec=spec,
+        expect=_expect_from({}, spec),
+        rounds_expected=int(st.get("expectedRound") or 1),
+        mode="crd",
+        finished=bool(st.get("finish")),
+    )
+    run.notes.append("the KdoctorReport API is not served: per-node verdicts from .status only")
+    for rec in st.get("history") or []:
+        r = int(rec.get("roundNumber") or 0)
+        for node in rec.get("succeedAgentNodeList") or []:
+            run.nodes.append(NodeResult(node=node, round=r))
+        for node in rec.get("failedAgentNodeList") or []:
+            run.nodes.append(
+                NodeResult(node=node, round=r, error=rec.get("failureReason") or "the agent failed")
+            )
+        if rec.get("notReportAgentNodeList"):
+            run.missing[r] = list(rec["notReportAgentNodeList"])
+    run.nodes.sort(key=lambda n: (n.round, n.node))
+    return run
+
+
+def delete_task(kube: Kube, kind: str | None, name: str) -> list[str]:
+    done = []
+    for k in [kind] if kind else KINDS:
+        try:
+            with api_errors(f"delete {k} {name}"):
+                kube.custom.delete_cluster_custom_object(
+                    GROUP, VERSION, PLURAL[k], name, **kube.kw()
+                )
+            done.append(f"{k} {name}")
+        except NotFound:
+            continue
+    return done
+
+
+def cleanup_tasks(kube: Kube) -> list[str]:
+    done = []
+    for k in KINDS:
+        for obj in list_kind(kube, k, f"{MANAGED_BY}={MANAGER}"):
+            done += delete_task(kube, k, obj["metadata"]["name"])
+    return done

@@ -1,0 +1,156 @@
+"""The contract between the CLI and its agents: the run configuration the CLI hands to its agents (ConfigMap ``<run>``, key
+``task.json``), and back. Secret parts (header values, TLS material) travel in the Secret
+``<run>`` and are merged in by the agent; they never appear here."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+from typing import Any
+
+from kubectl_kdoctor.engine import spec as espec
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.task import Expect, NetReachTargets, Task
+
+SECRET_HEADER_PREFIX = "header."
+SECRET_CA, SECRET_CERT, SECRET_KEY = "ca.crt", "tls.crt", "tls.key"
+REPORT_KEY = "report.json.gz"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    run: str
+    namespace: str
+    job_uid: str
+    task: Task
+    nodes: tuple[NodeInfo, ...]  # the nodes agents were placed on (one agent each)
+    families: tuple[str, ...] = ("ipv4",)
+    peers_wait: float = 120.0  # seconds to wait for every peer to be ready
+    finish_wait: float = 60.0  # seconds to keep serving for peers after our own report
+    secret: bool = False  # the Secret <run> exists
+    lb_address: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> LB IP
+    ingress_url: str | None = None
+    peer_plan: dict[str, list[str]] = dataclasses.field(
+        default_factory=dict
+    )  # node -> peers (sampling)
+
+    @property
+    def expected(self) -> int:
+        return len(self.nodes)
+
+    def node(self, name: str) -> NodeInfo | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": task.kind,
+        "load": dataclasses.asdict(task.load),
+        "expect": dataclasses.asdict(task.expect),
+        "rounds": task.rounds,
+        "interval": task.interval,
+        "secretHeaders": list(task.secret_headers),
+    }
+    if task.http:
+        h = espec.to_dict(task.http)
+        h["headers"] = [
+            [k, "" if k in task.secret_headers else val] for k, val in task.http.headers
+        ]
+        for f in ("cacert", "cert", "key"):
+            h[f] = None  # files travel in the Secret
+        out["http"] = h
+    if task.dns:
+        out["dns"] = espec.to_dict(task.dns)
+    if task.netreach:
+        out["netreach"] = {
+            "paths": list(task.netreach.paths),
+            "ipFamily": task.netreach.ip_family,
+            "ingressClass": task.netreach.ingress_class,
+            "peers": task.netreach.peers,
+        }
+    return out
+
+
+def task_from_dict(d: dict[str, Any]) -> Task:
+    nr = d.get("netreach")
+    return Task(
+        kind=d["kind"],
+        load=Load(**d["load"]),
+        expect=Expect(**d["expect"]),
+        rounds=int(d.get("rounds", 1)),
+        interval=float(d.get("interval", 0.0)),
+        http=espec.from_dict(HttpSpec, d["http"]) if d.get("http") else None,
+        dns=espec.from_dict(DnsSpec, d["dns"]) if d.get("dns") else None,
+        netreach=NetReachTargets(
+            paths=tuple(nr["paths"]),
+            ip_family=nr.get("ipFamily"),
+            ingress_class=nr.get("ingressClass"),
+            peers=int(nr.get("peers") or 0),
+        )
+        if nr
+        else None,
+        secret_headers=tuple(d.get("secretHeaders") or ()),
+    )
+
+
+def to_json(cfg: AgentConfig) -> str:
+    return json.dumps(
+        {
+            "run": cfg.run,
+            "namespace": cfg.namespace,
+            "jobUid": cfg.job_uid,
+            "task": task_to_dict(cfg.task),
+            "nodes": [
+                {"name": n.name, "ipv4": list(n.ipv4), "ipv6": list(n.ipv6)} for n in cfg.nodes
+            ],
+            "families": list(cfg.families),
+            "peersWait": cfg.peers_wait,
+            "finishWait": cfg.finish_wait,
+            "secret": cfg.secret,
+            "lbAddress": cfg.lb_address,
+            "ingressUrl": cfg.ingress_url,
+            "peerPlan": cfg.peer_plan,
+        },
+        indent=1,
+    )
+
+
+def from_json(text: str) -> AgentConfig:
+    d = json.loads(text)
+    return AgentConfig(
+        run=d["run"],
+        namespace=d["namespace"],
+        job_uid=d["jobUid"],
+        task=task_from_dict(d["task"]),
+        nodes=tuple(
+            NodeInfo(n["name"], tuple(n.get("ipv4") or ()), tuple(n.get("ipv6") or ()))
+            for n in d["nodes"]
+        ),
+        families=tuple(d.get("families") or ("ipv4",)),
+        peers_wait=float(d.get("peersWait", 120.0)),
+        finish_wait=float(d.get("finishWait", 60.0)),
+        secret=bool(d.get("secret")),
+        lb_address=dict(d.get("lbAddress") or {}),
+        ingress_url=d.get("ingressUrl"),
+        peer_plan={k: list(v) for k, v in (d.get("peerPlan") or {}).items()},
+    )
+
+
+def encode_report(payload: dict[str, Any]) -> str:
+    """An agent's report payload as stored in its ConfigMap (gzip + base64)."""
+    return base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()
+
+
+def decode_report(binary_data: dict[str, str]) -> dict[str, Any]:
+    raw = gzip.decompress(base64.b64decode(binary_data[REPORT_KEY]))
+    data: dict[str, Any] = json.loads(raw)
+    return data
