@@ -23,8 +23,12 @@ def _unreachable_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
     )
     monkeypatch.setenv("KUBECONFIG", str(kc))
-    (tmp_path / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "cert.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "key.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    )
     (tmp_path / "junk.txt").write_text("hello\n")
     monkeypatch.chdir(tmp_path)
 
@@ -166,7 +170,9 @@ def test_bad_input_exits_2_with_one_line(
     assert flag in lines[0]
 
 
-def test_task_file_of_another_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_task_file_of_another_kind_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "t.yaml"
     f.write_text("apiVersion: kdoctor.io/v1beta1\nkind: Netdns\nmetadata: {name: x}\nspec: {}\n")
     code, _, err = run(["netreach", "-f", str(f)], capsys)
