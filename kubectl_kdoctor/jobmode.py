@@ -25,6 +25,8 @@ from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.kube.objects import create as create_object
+from kubectl_kdoctor.kube.objects import delete_job
 from kubectl_kdoctor.kube.preflight import eligible_nodes, job_mode_permissions, require_permissions
 from kubectl_kdoctor.kube.watch import Watcher
 from kubectl_kdoctor.report.kdoctor import node_from_dict
@@ -211,14 +213,6 @@ def dry_run_yaml(p: Plan) -> str:
 # --- create --------------------------------------------------------------------------------
 
 
-def _create(kube: Kube, obj: dict[str, Any]) -> Any:
-    from kubernetes import utils
-
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    with api_errors(f"create {kind} {name}"):
-        return utils.create_from_dict(kube.api, obj, namespace=obj["metadata"]["namespace"])
-
-
 def create(kube: Kube, p: Plan) -> str:
     """Create the run; return the Job's uid. On any failure, delete what was created."""
     with api_errors(f"create Job {p.name}"):
@@ -226,7 +220,7 @@ def create(kube: Kube, p: Plan) -> str:
     uid = str(job.metadata.uid)
     try:
         for obj in p.owned(uid):
-            _create(kube, obj)
+            create_object(kube, obj)
         with api_errors(f"start Job {p.name}"):
             kube.batch.patch_namespaced_job(
                 p.name, p.namespace, {"spec": {"suspend": False}}, **kube.kw()
@@ -239,19 +233,7 @@ def create(kube: Kube, p: Plan) -> str:
 
 def delete_run(kube: Kube, namespace: str, name: str) -> bool:
     """Delete the run's Job; garbage collection removes everything it owns."""
-    from kubernetes import client
-
-    try:
-        with api_errors(f"delete Job {name}"):
-            kube.batch.delete_namespaced_job(
-                name,
-                namespace,
-                body=client.V1DeleteOptions(propagation_policy="Background"),
-                **kube.kw(),
-            )
-        return True
-    except NotFound:
-        return False
+    return delete_job(kube, namespace, name)
 
 
 # --- watch ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from kubectl_kdoctor import __version__
-from kubectl_kdoctor.errors import ClusterError, KdoctorError, NotFound
+from kubectl_kdoctor.errors import KdoctorError, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import connect
@@ -136,81 +136,8 @@ def delete(access: Access, kind: str | None, name: str) -> list[str]:
 
 def cleanup(access: Access, all_namespaces: bool) -> list[str]:
     """Delete every run and every object labelled managed-by kubectl-kdoctor."""
-    from kubernetes import client
-
-    kube = connect(access)
-    sel = f"{m.MANAGED_BY}={m.MANAGER}"
-    done: list[str] = []
-    opts = client.V1DeleteOptions(propagation_policy="Background")
-
-    def sweep(kind: str, list_all: Any, list_ns: Any, delete_fn: Any) -> None:
-        with api_errors(f"list {kind}"):
-            items = (
-                list_all(label_selector=sel, **kube.kw())
-                if all_namespaces
-                else list_ns(kube.namespace, label_selector=sel, **kube.kw())
-            ).items
-        for obj in items:
-            try:
-                with api_errors(f"delete {kind} {obj.metadata.name}"):
-                    delete_fn(obj.metadata.name, obj.metadata.namespace, body=opts, **kube.kw())
-                done.append(f"{kind} {obj.metadata.namespace}/{obj.metadata.name}")
-            except NotFound:
-                pass
-
-    core, batch, rbac, net = kube.core, kube.batch, kube.rbac, kube.networking
-    sweep(
-        "job",
-        batch.list_job_for_all_namespaces,
-        batch.list_namespaced_job,
-        batch.delete_namespaced_job,
-    )
-    sweep(
-        "service",
-        core.list_service_for_all_namespaces,
-        core.list_namespaced_service,
-        core.delete_namespaced_service,
-    )
-    sweep(
-        "configmap",
-        core.list_config_map_for_all_namespaces,
-        core.list_namespaced_config_map,
-        core.delete_namespaced_config_map,
-    )
-    sweep(
-        "secret",
-        core.list_secret_for_all_namespaces,
-        core.list_namespaced_secret,
-        core.delete_namespaced_secret,
-    )
-    sweep(
-        "serviceaccount",
-        core.list_service_account_for_all_namespaces,
-        core.list_namespaced_service_account,
-        core.delete_namespaced_service_account,
-    )
-    sweep(
-        "rolebinding",
-        rbac.list_role_binding_for_all_namespaces,
-        rbac.list_namespaced_role_binding,
-        rbac.delete_namespaced_role_binding,
-    )
-    sweep(
-        "role",
-        rbac.list_role_for_all_namespaces,
-        rbac.list_namespaced_role,
-        rbac.delete_namespaced_role,
-    )
-    try:
-        sweep(
-            "ingress",
-            net.list_ingress_for_all_namespaces,
-            net.list_namespaced_ingress,
-            net.delete_namespaced_ingress,
-        )
-    except ClusterError:
-        pass
+    from kubectl_kdoctor.kube.objects import sweep
     from kubectl_kdoctor.kube.tasks import cleanup_tasks
 
-    done += cleanup_tasks(kube)
-    return done
+    kube = connect(access)
+    return sweep(kube, all_namespaces) + cleanup_tasks(kube)

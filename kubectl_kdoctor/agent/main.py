@@ -20,11 +20,11 @@ from pathlib import Path
 
 import anyio
 
-from kubectl_kdoctor.agent import discovery
 from kubectl_kdoctor.agent.server import AgentServer
 from kubectl_kdoctor.agent.targets import PlannedTarget, missing_paths, netreach_targets
 from kubectl_kdoctor.engine.runner import Target, run_targets
 from kubectl_kdoctor.errors import KdoctorError
+from kubectl_kdoctor.kube import discovery
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube, connect
 from kubectl_kdoctor.kube.errors import api_errors

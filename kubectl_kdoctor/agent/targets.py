@@ -18,27 +18,7 @@ import dataclasses
 from kubectl_kdoctor.engine.runner import Target
 from kubectl_kdoctor.engine.spec import HttpSpec, Load
 from kubectl_kdoctor.kube.manifests import HTTP_PORT
-
-
-@dataclasses.dataclass(frozen=True)
-class Peer:
-    index: int
-    node: str
-    pod: str
-    ipv4: tuple[str, ...] = ()
-    ipv6: tuple[str, ...] = ()
-    multus: tuple[tuple[str, str], ...] = ()  # (interface, ip)
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoints:
-    """What the agent discovered about the run's Services."""
-
-    cluster_ips: dict[int, dict[str, str]]  # agent index -> family -> ClusterIP
-    node_port: dict[str, int]  # family -> NodePort of <run>-np
-    node_addresses: dict[str, dict[str, str]]  # node -> family -> address
-    lb: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> LB IP
-    ingress_url: str | None = None
+from kubectl_kdoctor.runconfig import Endpoints, Peer
 
 
 @dataclasses.dataclass(frozen=True)

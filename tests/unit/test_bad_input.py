@@ -181,7 +181,7 @@ def test_task_file_of_another_kind_is_refused(
 
 
 def test_version_client_needs_no_cluster(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["version", "--client"], capsys)
+    code, out, _ = run(["version", "--client"], capsys)
     assert code == 0
     assert "kubectl-kdoctor 0." in out
     assert "agent image: ghcr.io/kubectl-kdoctor/agent:v" in out

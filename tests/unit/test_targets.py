@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from kubectl_kdoctor.agent.targets import Endpoints, Peer, missing_paths, netreach_targets
+from kubectl_kdoctor.agent.targets import missing_paths, netreach_targets
 from kubectl_kdoctor.engine.spec import HttpSpec, Load
+from kubectl_kdoctor.runconfig import Endpoints, Peer
 
 PEERS = [
     Peer(0, "n1", "p0", ("10.244.1.2",), ("fd00:1::2",), (("net1", "192.168.50.2"),)),

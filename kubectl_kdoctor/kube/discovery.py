@@ -7,11 +7,10 @@ import json
 import time
 from typing import Any
 
-from kubectl_kdoctor.agent.targets import Endpoints, Peer
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.kube.manifests import INDEX, ROLE, RUN
-from kubectl_kdoctor.runconfig import AgentConfig
+from kubectl_kdoctor.runconfig import AgentConfig, Endpoints, Peer
 
 NETWORK_STATUS = ("k8s.v1.cni.cncf.io/network-status", "k8s.v1.cni.cncf.io/networks-status")
 
