@@ -3,7 +3,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test check lint typecheck unit bench clean cluster-up cluster-down
+.PHONY: try setup test check lint typecheck unit bench clean cluster-up cluster-down
+
+## First run: venv + a loopback nginx + `kubectl kdoctor http --local` against it.
+try:
+	hack/try
 
 setup:
 	hack/setup
