@@ -109,6 +109,7 @@ class DnsSpec:
     insecure: bool = True  # DoT: verify the server certificate only when a CA is given
     cacert: str | None = None
     tls_name: str | None = None
+    sockets: int = 0  # UDP sockets (source ports) or TCP/TLS connections; 0 = 8 UDP / 1 stream
 
     @property
     def server_address(self) -> str:
