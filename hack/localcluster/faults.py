@@ -1,0 +1,205 @@
+"""Fault injection. Network faults are nft rules in a table of our own (``inet kdfault``) in
+each node's netns, regenerated from the fault state in state.json on every change:
+
+* cut A->B: A's postrouting drops packets to B's node IP and pod CIDR (after NAT, so
+  ClusterIP/NodePort traffic that lands on B is cut too). Both ways = A->B and B->A.
+* loss on a node: N% of packets entering and leaving its eth0 are dropped (nft numgen).
+* delay: needs tc netem (sch_netem); this kernel has none, so it is refused with a reason.
+
+Service faults: ``proxy_stop`` kills the node's kube-proxy AND removes its rules
+(``kube-proxy --cleanup``), so ClusterIP/NodePort through that node fail. Node faults:
+``node_not_ready`` makes the agent post Ready=False (it keeps its lease);
+``stop_heartbeat`` makes it stop lease renewals and status updates (the node lifecycle
+controller marks it Unknown after its grace period, 50 s by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hack.localcluster import config, nodes
+from hack.localcluster.cluster import locked
+from hack.localcluster.util import ClusterError, run
+
+
+@contextmanager
+def _state() -> Iterator[config.ClusterState]:
+    with locked():
+        state = config.ClusterState.load()
+        if state is None:
+            raise ClusterError("no cluster is running (hack/cluster up)")
+        state.faults.setdefault("cuts", [])
+        state.faults.setdefault("loss", {})
+        state.faults.setdefault("delay", {})
+        state.faults.setdefault("proxy_stopped", [])
+        state.faults.setdefault("not_ready", [])
+        state.faults.setdefault("no_heartbeat", [])
+        yield state
+        state.save()
+
+
+def _render(state: config.ClusterState, node: config.NodeInfo) -> str:
+    drops: list[str] = []
+    for a, b in state.faults.get("cuts", []):
+        if a == node.name:
+            other = state.node(b)
+            drops += [*other.ips, *other.pod_cidrs]
+    loss = int(state.faults.get("loss", {}).get(node.name, 0))
+    t = config.FAULT_TABLE
+    lines = [f"table inet {t} {{}}", f"delete table inet {t}", f"table inet {t} {{"]
+    lines.append("  chain post { type filter hook postrouting priority 300; policy accept;")
+    if drops:
+        lines.append(f"    ip daddr {{ {', '.join(sorted(set(drops)))} }} counter drop")
+    if loss:
+        lines.append(f'    oifname "eth0" numgen random mod 100 < {loss} counter drop')
+    lines.append("  }")
+    lines.append("  chain pre { type filter hook prerouting priority -300; policy accept;")
+    if loss:
+        lines.append(f'    iifname "eth0" numgen random mod 100 < {loss} counter drop')
+    lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _apply(state: config.ClusterState) -> None:
+    for node in state.nodes:
+        run(["nft", "-f", "-"], netns=node.netns, input=_render(state, node))
+
+
+def _check(state: config.ClusterState, *names: str) -> None:
+    for n in names:
+        state.node(n)  # raises KeyError with the known names
+
+
+def cut_link(a: str, b: str, one_way: bool = False) -> None:
+    """Drop traffic from node a (and its pods) to node b (and its pods); both ways unless
+    ``one_way``."""
+    if a == b:
+        raise ClusterError("cut needs two different nodes")
+    with _state() as state:
+        _check(state, a, b)
+        cuts = {tuple(c) for c in state.faults["cuts"]}
+        cuts.add((a, b))
+        if not one_way:
+            cuts.add((b, a))
+        state.faults["cuts"] = sorted(list(c) for c in cuts)
+        _apply(state)
+
+
+def heal_link(a: str | None = None, b: str | None = None) -> None:
+    """Restore a<->b (both directions), or every cut if no nodes are given."""
+    with _state() as state:
+        if a is None:
+            state.faults["cuts"] = []
+        else:
+            _check(state, a, *([b] if b else []))
+            state.faults["cuts"] = [
+                c for c in state.faults["cuts"] if not (set(c) == {a, b} or (b is None and a in c))
+            ]
+        _apply(state)
+
+
+def set_loss(node: str, percent: int) -> None:
+    """Drop ``percent``% of the node's packets in each direction (0 clears)."""
+    if not 0 <= percent <= 100:
+        raise ClusterError("loss must be between 0 and 100 percent")
+    with _state() as state:
+        _check(state, node)
+        if percent:
+            state.faults["loss"][node] = percent
+        else:
+            state.faults["loss"].pop(node, None)
+        _apply(state)
+
+
+def netem_available() -> bool:
+    return Path("/sys/module/sch_netem").exists()
+
+
+def set_delay(node: str, ms: int) -> None:
+    """Delay the node's outgoing packets by ``ms`` (tc netem; refused if the kernel lacks it)."""
+    with _state() as state:
+        _check(state, node)
+        n = state.node(node)
+        if ms <= 0:
+            run(["tc", "qdisc", "del", "dev", "eth0", "root"], netns=n.netns, check=False)
+            state.faults["delay"].pop(node, None)
+            return
+        r = run(
+            ["tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", f"{ms}ms"],
+            netns=n.netns,
+            check=False,
+        )
+        if r.returncode != 0:
+            raise ClusterError(
+                "cannot add delay: tc netem is not available in this kernel "
+                f"({r.stderr.strip()}); packet loss (hack/cluster net loss) works"
+            )
+        state.faults["delay"][node] = ms
+
+
+def clear_node_net(node: str) -> None:
+    set_loss(node, 0)
+    with _state() as state:
+        if node in state.faults["delay"]:
+            n = state.node(node)
+            run(["tc", "qdisc", "del", "dev", "eth0", "root"], netns=n.netns, check=False)
+            state.faults["delay"].pop(node, None)
+
+
+def stop_kube_proxy(node: str) -> None:
+    with _state() as state:
+        n = state.node(node)
+        nodes.stop_proxy(n, Path(state.bin_dir))
+        if node not in state.faults["proxy_stopped"]:
+            state.faults["proxy_stopped"].append(node)
+
+
+def start_kube_proxy(node: str) -> None:
+    with _state() as state:
+        n = state.node(node)
+        if node in state.faults["proxy_stopped"] or not _proxy_alive(n):
+            nodes.stop_proxy(n, Path(state.bin_dir))
+            nodes.start_proxy(n, Path(state.bin_dir))
+        state.faults["proxy_stopped"] = [x for x in state.faults["proxy_stopped"] if x != node]
+
+
+def _proxy_alive(n: config.NodeInfo) -> bool:
+    from hack.localcluster.util import component_alive
+
+    return component_alive(nodes.proxy_name(n))
+
+
+def set_node_ready(node: str, ready: bool) -> None:
+    """ready=False: the node's agent reports Ready=False (KubeletNotReady) right away."""
+    with _state() as state:
+        n = state.node(node)
+        nodes.signal_agent(n, {"ready": ready})
+        lst = [x for x in state.faults["not_ready"] if x != node]
+        state.faults["not_ready"] = lst if ready else [*lst, node]
+
+
+def set_heartbeat(node: str, on: bool) -> None:
+    """on=False: the agent stops renewing its Lease and posting status (node goes Unknown)."""
+    with _state() as state:
+        n = state.node(node)
+        nodes.signal_agent(n, {"heartbeat": on})
+        lst = [x for x in state.faults["no_heartbeat"] if x != node]
+        state.faults["no_heartbeat"] = lst if on else [*lst, node]
+
+
+def heal_all() -> None:
+    state = config.ClusterState.load()
+    if state is None:
+        raise ClusterError("no cluster is running (hack/cluster up)")
+    heal_link()
+    for n in state.node_names:
+        clear_node_net(n)
+    for n in list(state.faults.get("proxy_stopped", [])):
+        start_kube_proxy(n)
+    for n in list(state.faults.get("not_ready", [])):
+        set_node_ready(n, True)
+    for n in list(state.faults.get("no_heartbeat", [])):
+        set_heartbeat(n, True)
