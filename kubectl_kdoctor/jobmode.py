@@ -54,6 +54,8 @@ STUCK_REASONS = {
     "CreateContainerError": "cannot create the agent container",
     "CrashLoopBackOff": "the agent crashes",
     "RunContainerError": "cannot start the agent container",
+    "StartError": "cannot start the agent container",
+    "ContainerCannotRun": "cannot start the agent container",
 }
 
 
@@ -240,10 +242,13 @@ def delete_run(kube: Kube, namespace: str, name: str) -> bool:
 
 
 def _waiting_reason(pod: Any) -> tuple[str, str] | None:
+    """A container state that means the agent cannot start: (reason, first message line)."""
     for cs in (pod.status.container_statuses if pod.status else None) or []:
-        w = cs.state.waiting if cs.state else None
-        if w and w.reason in STUCK_REASONS:
-            return w.reason, (w.message or "").strip().splitlines()[0] if w.message else ""
+        state = cs.state
+        for st in (state.waiting, state.terminated) if state else ():
+            if st is not None and st.reason in STUCK_REASONS:
+                msg = (st.message or "").strip()
+                return st.reason, msg.splitlines()[0] if msg else ""
     return None
 
 

@@ -129,12 +129,10 @@ def job(
         "affinity": {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
+                    # terms are ORed; a metadata.name field selector takes one value each
                     "nodeSelectorTerms": [
-                        {
-                            "matchFields": [
-                                {"key": "metadata.name", "operator": "In", "values": nodes}
-                            ]
-                        }
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}
+                        for n in nodes
                     ]
                 }
             },
