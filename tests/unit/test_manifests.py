@@ -26,9 +26,8 @@ def test_job_is_the_root_with_ttl_deadline_and_one_agent_per_node() -> None:
     assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] == 600
     assert spec["backoffLimitPerIndex"] == 0 and spec["suspend"] is True
     aff = spec["template"]["spec"]["affinity"]
-    assert aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ][0]["matchFields"][0]["values"] == ["a", "b"]
+    terms = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert [t["matchFields"][0]["values"] for t in terms] == [["a"], ["b"]]
     assert (
         aff["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"]
         == "kubernetes.io/hostname"
