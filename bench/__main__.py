@@ -54,9 +54,14 @@ class Ctx:
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
-        print(f"  {row.measure}: {row.ours}" + (f" | ref {row.reference}" if row.reference else "")
-              + (f" | {row.ratio}" if row.ratio else "") + (f" | goal {row.goal}: {row.met}" if row.goal else ""),
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"  {row.measure}: {row.ours}"
+            + (f" | ref {row.reference}" if row.reference else "")
+            + (f" | {row.ratio}" if row.ratio else "")
+            + (f" | goal {row.goal}: {row.met}" if row.goal else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def yes(ok: bool) -> str:
@@ -92,8 +97,14 @@ def bench_http(c: Ctx) -> None:
         s = r.stats
         c.rss.append((f"HTTP/1.1 open loop {qps}/s", r.maxrss_mb))
         delivered = s.success / s.planned if s.planned else 0.0
-        c.add(Row(f"HTTP/1.1 open loop {qps:,}/s: delivered (ok/planned)", f"{delivered:.4f}",
-                  goal=">= 0.99", met=yes(delivered >= 0.99)))  # fmt: skip
+        c.add(
+            Row(
+                f"HTTP/1.1 open loop {qps:,}/s: delivered (ok/planned)",
+                f"{delivered:.4f}",
+                goal=">= 0.99",
+                met=yes(delivered >= 0.99),
+            )
+        )
         lag = s.send_lag.percentile(0.99)
         c.add(
             Row(
@@ -112,9 +123,16 @@ def bench_http(c: Ctx) -> None:
         )
         ref = run_wrk(ng.http_url, conns, c.duration, c.client_cpu)
         ratio = ours.rate / ref.rate if ref.rate else 0.0
-        c.add(Row(f"HTTP/1.1 closed-loop max, {conns} connections (req/s)",
-                  f"{ours.rate:,.0f} (CPU {ours.cpu:.0%})", f"wrk -t1 -c{conns}: {ref.rate:,.0f} (CPU {ref.cpu:.0%})",
-                  f"{ratio:.2f}x", ">= 0.8x", yes(ratio >= 0.8)))  # fmt: skip
+        c.add(
+            Row(
+                f"HTTP/1.1 closed-loop max, {conns} connections (req/s)",
+                f"{ours.rate:,.0f} (CPU {ours.cpu:.0%})",
+                f"wrk -t1 -c{conns}: {ref.rate:,.0f} (CPU {ref.cpu:.0%})",
+                f"{ratio:.2f}x",
+                ">= 0.8x",
+                yes(ratio >= 0.8),
+            )
+        )
     finally:
         ng.stop()
         up.stop()
@@ -130,8 +148,14 @@ def bench_dns(c: Ctx) -> None:
         s = r.stats
         c.rss.append((f"DNS UDP open loop {qps}/s", r.maxrss_mb))
         delivered = s.success / s.planned if s.planned else 0.0
-        c.add(Row(f"DNS UDP open loop {qps:,}/s: delivered (ok/planned)", f"{delivered:.4f}",
-                  goal=">= 0.99", met=yes(delivered >= 0.99)))  # fmt: skip
+        c.add(
+            Row(
+                f"DNS UDP open loop {qps:,}/s: delivered (ok/planned)",
+                f"{delivered:.4f}",
+                goal=">= 0.99",
+                met=yes(delivered >= 0.99),
+            )
+        )
         c.add(Row(f"DNS UDP open loop {qps:,}/s: send lag p99", ms(s.send_lag.percentile(0.99))))
         c.add(Row(f"DNS UDP open loop {qps:,}/s: detail", describe_open(r)))
         ours = run_engine(
@@ -139,19 +163,34 @@ def bench_dns(c: Ctx) -> None:
         )
         ref = run_dnsperf(ub.host, ub.port, ub.a_name, "A", c.duration, c.client_cpu, c.base)
         ratio = ours.rate / ref.rate if ref.rate else 0.0
-        c.add(Row("DNS UDP closed-loop max, 100 outstanding (q/s)", f"{ours.rate:,.0f} (CPU {ours.cpu:.0%})",
-                  f"dnsperf -q100: {ref.rate:,.0f} (CPU {ref.cpu:.0%})", f"{ratio:.2f}x", ">= 0.6x",
-                  yes(ratio >= 0.6)))  # fmt: skip
+        c.add(
+            Row(
+                "DNS UDP closed-loop max, 100 outstanding (q/s)",
+                f"{ours.rate:,.0f} (CPU {ours.cpu:.0%})",
+                f"dnsperf -q100: {ref.rate:,.0f} (CPU {ref.cpu:.0%})",
+                f"{ratio:.2f}x",
+                ">= 0.6x",
+                yes(ratio >= 0.6),
+            )
+        )
         tspec = dataclasses.replace(spec, protocol="tcp")
         ours = run_engine(
             tspec, Load(duration=c.duration, timeout=2.0, concurrency=100), c.client_cpu
         )
-        ref = run_dnsperf(ub.host, ub.port, ub.a_name, "A", c.duration, c.client_cpu, c.base, tcp=True,
-                          clients=10)  # fmt: skip
+        ref = run_dnsperf(
+            ub.host, ub.port, ub.a_name, "A", c.duration, c.client_cpu, c.base, tcp=True, clients=10
+        )
         ratio = ours.rate / ref.rate if ref.rate else 0.0
-        c.add(Row("DNS TCP closed-loop max (q/s)", f"{ours.rate:,.0f}, 1 pipelined conn (CPU {ours.cpu:.0%})",
-                  f"dnsperf -m tcp -c10 -q100: {ref.rate:,.0f} (CPU {ref.cpu:.0%})", f"{ratio:.2f}x",
-                  ">= 1.0x", yes(ratio >= 1.0)))  # fmt: skip
+        c.add(
+            Row(
+                "DNS TCP closed-loop max (q/s)",
+                f"{ours.rate:,.0f}, 1 pipelined conn (CPU {ours.cpu:.0%})",
+                f"dnsperf -m tcp -c10 -q100: {ref.rate:,.0f} (CPU {ref.cpu:.0%})",
+                f"{ratio:.2f}x",
+                ">= 1.0x",
+                yes(ratio >= 1.0),
+            )
+        )
     finally:
         ub.stop()
 
@@ -161,8 +200,14 @@ def bench_rss(c: Ctx) -> None:
         bench_http(c)
         bench_dns(c)
     worst = max(v for _, v in c.rss)
-    c.add(Row("agent peak RSS at those rates", ", ".join(f"{k}: {v:.0f} MB" for k, v in c.rss),
-              goal="< 60 MB", met=yes(worst < 60)))  # fmt: skip
+    c.add(
+        Row(
+            "agent peak RSS at those rates",
+            ", ".join(f"{k}: {v:.0f} MB" for k, v in c.rss),
+            goal="< 60 MB",
+            met=yes(worst < 60),
+        )
+    )
 
 
 def bench_overload(c: Ctx) -> None:
@@ -172,20 +217,36 @@ def bench_overload(c: Ctx) -> None:
     ng = Nginx.start(c.base / "nginx-over", c.pki, up.port, str(c.server_cpu), access_log=False)
     try:
         qps = 250_000
-        r = run_engine(DnsSpec(ub.host, ub.a_name, port=ub.port), Load(qps=qps, duration=min(c.duration, 5.0),
-                       timeout=0.5), c.client_cpu)  # fmt: skip
+        r = run_engine(
+            DnsSpec(ub.host, ub.a_name, port=ub.port),
+            Load(qps=qps, duration=min(c.duration, 5.0), timeout=0.5),
+            c.client_cpu,
+        )
         s = r.stats
-        c.add(Row(f"overload: DNS UDP asked {qps:,}/s (beyond the generator)",
-                  f"delivered {s.delivered_ratio:.2f}, late {s.late:,}, skipped {s.skipped:,} "
-                  f"({', '.join(f'{k}: {v:,}' for k, v in s.errors.items())}), lag p99 {ms(s.send_lag.percentile(0.99))}",
-                  goal="late/skipped shown", met=yes(s.late + s.skipped > 0)))  # fmt: skip
-        r = run_engine(HttpSpec(ng.slow_url + "?ms=200"), Load(qps=1000, duration=min(c.duration, 3.0),
-                       timeout=1.0, max_inflight=50), c.client_cpu)  # fmt: skip
+        c.add(
+            Row(
+                f"overload: DNS UDP asked {qps:,}/s (beyond the generator)",
+                f"delivered {s.delivered_ratio:.2f}, late {s.late:,}, skipped {s.skipped:,} "
+                f"({', '.join(f'{k}: {v:,}' for k, v in s.errors.items())}), lag p99 {ms(s.send_lag.percentile(0.99))}",
+                goal="late/skipped shown",
+                met=yes(s.late + s.skipped > 0),
+            )
+        )
+        r = run_engine(
+            HttpSpec(ng.slow_url + "?ms=200"),
+            Load(qps=1000, duration=min(c.duration, 3.0), timeout=1.0, max_inflight=50),
+            c.client_cpu,
+        )
         s = r.stats
-        c.add(Row("overload: HTTP 1,000/s to a 200 ms server, in-flight cap 50 (beyond the server)",
-                  f"sent {s.sent:,}/{s.planned:,}, skipped {s.skipped:,} ({', '.join(f'{k}: {v:,}' for k, v in s.errors.items())}), "
-                  f"latency p50 {ms(s.latency.percentile(0.5))}",
-                  goal="skipped shown", met=yes(s.skipped > 0)))  # fmt: skip
+        c.add(
+            Row(
+                "overload: HTTP 1,000/s to a 200 ms server, in-flight cap 50 (beyond the server)",
+                f"sent {s.sent:,}/{s.planned:,}, skipped {s.skipped:,} ({', '.join(f'{k}: {v:,}' for k, v in s.errors.items())}), "
+                f"latency p50 {ms(s.latency.percentile(0.5))}",
+                goal="skipped shown",
+                met=yes(s.skipped > 0),
+            )
+        )
     finally:
         ng.stop()
         up.stop()

@@ -107,10 +107,25 @@ class Pki:
         def ssl(*args: str) -> None:
             subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "30", "-subj", "/CN=kdoctor test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        ssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=kdoctor test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        )
         san = (
             "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:kdoctor.test,DNS:dns.kdoctor.test"
         )
@@ -119,11 +134,35 @@ class Pki:
             ("client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"),
         ):
             (directory / f"{name}.ext").write_text(ext)
-            ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                f"{name}.csr", "-subj", f"/CN=kdoctor test {name}")  # fmt: skip
-            ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile",
-                f"{name}.ext")  # fmt: skip
+            ssl(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+                "-subj",
+                f"/CN=kdoctor test {name}",
+            )
+            ssl(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.pem",
+                "-days",
+                "30",
+                "-extfile",
+                f"{name}.ext",
+            )
         return p
 
 
@@ -313,7 +352,8 @@ http {{
     scgi_temp_path {prefix}/tmp_scgi;
     log_format kd '$server_port $request_method "$request_uri" $status $server_protocol '
                   'host=$host x_foo="$http_x_foo" ua="$http_user_agent" '
-                  'len=$content_length body="$request_body" ssl_client="$ssl_client_s_dn"';
+                  'len=$content_length body="$request_body" ssl_client="$ssl_client_s_dn" '
+                  'conn=$connection reqs=$connection_requests';
     {log}
     keepalive_requests 1000000;
     keepalive_timeout 75s;

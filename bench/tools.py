@@ -109,8 +109,23 @@ def run_dnsperf(
 ) -> ToolResult:
     qfile = workdir / "dnsperf-queries.txt"
     qfile.write_text(f"{name} {qtype}\n")
-    argv = ["dnsperf", "-s", server, "-p", str(port), "-d", str(qfile), "-l", str(int(duration)),
-            "-c", str(clients), "-q", str(outstanding), "-T", "1"]  # fmt: skip
+    argv = [
+        "dnsperf",
+        "-s",
+        server,
+        "-p",
+        str(port),
+        "-d",
+        str(qfile),
+        "-l",
+        str(int(duration)),
+        "-c",
+        str(clients),
+        "-q",
+        str(outstanding),
+        "-T",
+        "1",
+    ]
     if tcp:
         argv += ["-m", "tcp"]
     out, wall, cpu_s = _run_tool(argv, cpu, duration + 60)
