@@ -8,6 +8,7 @@ thing everywhere.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
 
@@ -127,3 +128,5 @@ class Invocation:
     control: RunControl
     access: Access
     file_notes: tuple[str, ...] = ()  # task-file fields that have no meaning here
+    given: frozenset[str] = frozenset()  # flags given on the command line, e.g. "--qps"
+    document: dict[str, Any] | None = None  # the -f task file, as read

@@ -30,6 +30,15 @@ from kubectl_kdoctor.task import (
     Task,
 )
 
+FLAG_OF = {
+    "nodes": "--node",
+    "tolerations": "--tolerate",
+    "headers": "--header",
+    "file": "--filename",
+    "as_user": "--as",
+    "as_groups": "--as-group",
+}
+
 CLUSTER_ONLY = {
     "nodes": "--node",
     "node_selector": "--node-selector",
@@ -79,12 +88,14 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     """Validate everything for one of netreach/http/dns. ``p`` holds click's raw values."""
     base: Task | None = None
     notes: tuple[str, ...] = ()
+    document: dict[str, Any] | None = None
     file_placement: Placement | None = None
     if p.get("file"):
         from kubectl_kdoctor.manifest import load_task_file
 
         loaded = load_task_file(p["file"], kind)
         base, file_placement, notes = loaded.task, loaded.placement, loaded.ignored
+        document = loaded.document
 
     local = bool(p.get("local"))
     if local:
@@ -155,7 +166,10 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
         )
     if control.dry_run and control.keep:
         raise InputError("--keep has no meaning with --dry-run (nothing is created)", "--dry-run")
-    return Invocation(task, placement, control, access(p), notes)
+    given = frozenset(
+        FLAG_OF.get(k, "--" + k.replace("_", "-")) for k, val in p.items() if _given(p, k)
+    )
+    return Invocation(task, placement, control, access(p), notes, given, document)
 
 
 def run_control(p: dict[str, Any], local: bool) -> RunControl:

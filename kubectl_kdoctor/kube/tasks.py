@@ -4,6 +4,7 @@ and their ``KdoctorReport`` (``system.kdoctor.io/v1beta1``): list, read, delete.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubectl_kdoctor.errors import ClusterError, NotFound
@@ -150,3 +151,67 @@ def cleanup_tasks(kube: Kube) -> list[str]:
         for obj in list_kind(kube, k, f"{MANAGED_BY}={MANAGER}"):
             done += delete_task(kube, k, obj["metadata"]["name"])
     return done
+
+
+def create_task(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    with api_errors(f"create {kind} {name}"):
+        return dict(
+            kube.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL[kind], obj, **kube.kw())
+        )
+
+
+def _round_line(kind: str, name: str, st: dict[str, Any]) -> str:
+    hist = st.get("history") or []
+    cur = hist[0] if hist else {}
+    ok = len(cur.get("succeedAgentNodeList") or [])
+    bad = len(cur.get("failedAgentNodeList") or [])
+    miss = len(cur.get("notReportAgentNodeList") or [])
+    return (
+        f"{kind} {name}: round {cur.get('roundNumber', 0)} of {st.get('expectedRound', '?')} "
+        f"{cur.get('status', 'pending')}: {ok} succeeded, {bad} failed, {miss} not reported"
+        + (" - finished" if st.get("finish") else "")
+    )
+
+
+def watch_task(
+    kube: Kube, kind: str, name: str, deadline: float, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Follow ``.status`` of a task (a watch on that one object) until ``finish`` or the
+    deadline; return the last status seen."""
+    from kubernetes import watch
+
+    status: dict[str, Any] = {}
+    last = ""
+    rv = ""
+    while time.monotonic() < deadline:
+        w = watch.Watch()
+        try:
+            with api_errors(f"watch {kind} {name}"):
+                for ev in w.stream(
+                    kube.custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    PLURAL[kind],
+                    field_selector=f"metadata.name={name}",
+                    resource_version=rv or None,
+                    timeout_seconds=max(1, min(60, int(deadline - time.monotonic()))),
+                ):
+                    obj = ev["object"]
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if ev["type"] == "DELETED":
+                        raise NotFound(f"{kind} {name} was deleted while it ran")
+                    status = dict(obj.get("status") or {})
+                    line = _round_line(kind, name, status)
+                    if line != last:
+                        progress(line)
+                        last = line
+                    if status.get("finish"):
+                        w.stop()
+                        return status
+        except ClusterError as exc:
+            if exc.status == 410:
+                rv = ""
+                continue
+            raise
+    return status
