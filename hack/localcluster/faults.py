@@ -52,12 +52,13 @@ def _render(state: config.ClusterState, node: config.NodeInfo) -> str:
     lines.append("  chain post { type filter hook postrouting priority 300; policy accept;")
     if drops:
         lines.append(f"    ip daddr {{ {', '.join(sorted(set(drops)))} }} counter drop")
+    rand = "" if loss >= 100 else f"numgen random mod 100 < {loss} "
     if loss:
-        lines.append(f'    oifname "eth0" numgen random mod 100 < {loss} counter drop')
+        lines.append(f'    oifname "eth0" {rand}counter drop')
     lines.append("  }")
     lines.append("  chain pre { type filter hook prerouting priority -300; policy accept;")
     if loss:
-        lines.append(f'    iifname "eth0" numgen random mod 100 < {loss} counter drop')
+        lines.append(f'    iifname "eth0" {rand}counter drop')
     lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

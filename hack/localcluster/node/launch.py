@@ -94,7 +94,11 @@ def main() -> None:
         spec = json.load(f)
     argv = spec["argv"]
     # Opened before dropping privileges; close-on-exec, so a started container never sees it.
-    err_fd = os.open(spec["error_file"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if spec.get("error_file") else -1
+    err_fd = (
+        os.open(spec["error_file"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if spec.get("error_file")
+        else -1
+    )
     try:
         setup(spec)
         if not argv:

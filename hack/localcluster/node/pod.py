@@ -608,7 +608,7 @@ class PodWorker(threading.Thread):
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes], grace: float) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)  # like a runtime: SIGTERM to PID 1 only
         try:
             proc.wait(timeout=max(grace, 0.1))
         except subprocess.TimeoutExpired:
@@ -625,7 +625,10 @@ class PodWorker(threading.Thread):
             if grace > 0:
                 self.event(c, "Normal", "Killing", f"Stopping container {c.name}")
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+                if grace > 0:  # like a runtime: SIGTERM to PID 1 only, SIGKILL to all
+                    os.kill(proc.pid, signal.SIGTERM)
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + grace
         for _, proc in procs:
             assert proc is not None
