@@ -10,6 +10,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,12 @@ def run_engine(
     )
     if proc.returncode != 0:
         raise RuntimeError(f"engine run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        data: dict[str, Any] = json.loads(proc.stdout.strip().split("\n")[-1])
+    except ValueError as e:
+        dump = Path(tempfile.gettempdir()) / "kdoctor-bench-engine-output.txt"
+        dump.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+        raise RuntimeError(f"unreadable engine output ({e}); saved in {dump}") from e
     return EngineResult(
         TargetStats.from_dict(data["stats"]), data["cpu_s"], data["wall_s"], data["maxrss_mb"]
     )

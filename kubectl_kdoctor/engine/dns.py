@@ -24,19 +24,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-import random
 import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine
-from time import perf_counter as _perf
-from typing import Any, cast
+from typing import Any
 
 import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from kubectl_kdoctor.engine.dnschan import Query, StreamChannel, UdpChannel, udp_socket
 from kubectl_kdoctor.engine.neterrors import classify, describe
 from kubectl_kdoctor.engine.spec import DnsSpec, Load
 from kubectl_kdoctor.engine.stats import (
@@ -44,7 +43,6 @@ from kubectl_kdoctor.engine.stats import (
     OTHER,
     PROTOCOL,
     REFUSED,
-    RESET,
     RESOLVE,
     TIMEOUT,
     TLS,
@@ -53,7 +51,6 @@ from kubectl_kdoctor.engine.stats import (
 from kubectl_kdoctor.engine.tls import client_context
 
 UDP_SOCKETS = 8
-UDP_BUFFER = 1 << 20  # bytes of socket buffer asked for (the kernel caps it at rmem_max)
 STREAMS = 1
 DOT_PORT = 853
 RCODE_NAMES = tuple(dns.rcode.to_text(dns.rcode.Rcode.make(i)) for i in range(16))
@@ -88,212 +85,6 @@ def answer_lines(wire: bytes, limit: int = 8) -> list[str]:
     return lines[:limit]
 
 
-def _udp_socket(addr: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to the server, with room for reply bursts."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER)
-            except OSError:
-                pass
-        sock.setblocking(False)
-        sock.connect((addr, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-class _Query:
-    __slots__ = ("chan", "deadline", "done", "intended", "qid", "retried", "sent")
-
-    def __init__(self, intended: float, sent: float, deadline: float) -> None:
-        self.intended = intended
-        self.sent = sent
-        self.deadline = deadline
-        self.done = False
-        self.retried = False
-        self.qid = 0
-        self.chan: _Udp | _Stream | None = None
-
-
-class _Udp:
-    """One connected, non-blocking UDP socket and the queries in flight on it.
-
-    Read with ``add_reader`` and a ``recv`` loop until the socket is empty: one wake-up
-    per burst of replies instead of one protocol callback (and address tuple) per datagram.
-    """
-
-    def __init__(self, ex: DnsExecutor, sock: socket.socket) -> None:
-        self.ex = ex
-        self.sock: socket.socket | None = sock
-        self.inflight: dict[int, _Query] = {}
-        self.next_id = random.randrange(0x10000)
-        self.refused = False  # ICMP port unreachable seen since the last reply
-        asyncio.get_running_loop().add_reader(sock.fileno(), self.readable)
-
-    def readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        recv = sock.recv
-        inflight = self.inflight
-        answer = self.ex.answer
-        now = _perf()
-        while True:
-            try:
-                data = recv(4096)
-            except BlockingIOError:
-                return
-            except OSError as e:  # e.g. ECONNREFUSED after an ICMP port unreachable
-                self.ex.udp_error(self, e)
-                continue
-            if len(data) < 12:
-                self.ex.unmatched += 1
-                continue
-            q = inflight.pop((data[0] << 8) | data[1], None)
-            if q is None:
-                self.ex.unmatched += 1  # late (after its timeout), duplicated or foreign
-                continue
-            self.refused = False
-            answer(q, data, now, True)
-
-    def send(self, q: _Query) -> None:
-        inflight = self.inflight
-        qid = self.next_id
-        while qid in inflight:
-            qid = (qid + 1) & 0xFFFF
-        self.next_id = (qid + 1) & 0xFFFF
-        q.qid = qid
-        q.chan = self
-        if self.sock is None:
-            self.ex.unsent += 1
-            self.ex.fail(q, RESET, "socket closed")
-            return
-        inflight[qid] = q
-        try:
-            self.sock.send(qid.to_bytes(2, "big") + self.ex.tail)
-        except OSError as e:
-            inflight.pop(qid, None)
-            self.ex.unsent += 1
-            self.ex.fail(q, classify(e), f"send: {describe(e)}")
-
-    def close(self) -> None:
-        sock = self.sock
-        if sock is not None:
-            self.sock = None
-            asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()
-
-
-class _Stream(asyncio.Protocol):
-    """One TCP or TLS connection with pipelined, length-prefixed queries."""
-
-    def __init__(self, ex: DnsExecutor, slot: int) -> None:
-        self.ex = ex
-        self.slot = slot
-        self.transport: asyncio.Transport | None = None
-        self.inflight: dict[int, _Query] = {}
-        self.next_id = random.randrange(0x10000)
-        self.out: list[bytes] = []
-        self.buf = b""
-        self.state = "new"  # new | connecting | open | closed
-
-    def send(self, q: _Query) -> None:
-        inflight = self.inflight
-        qid = self.next_id
-        while qid in inflight:
-            qid = (qid + 1) & 0xFFFF
-        self.next_id = (qid + 1) & 0xFFFF
-        inflight[qid] = q
-        q.qid = qid
-        q.chan = self
-        self.out.append(self.ex.frame_len + qid.to_bytes(2, "big") + self.ex.tail)
-        if self.state == "new":
-            self.state = "connecting"
-            self.ex.spawn(self._connect())
-
-    def flush(self) -> None:
-        if self.out and self.transport is not None:
-            self.transport.write(b"".join(self.out))
-            self.out.clear()
-
-    async def _connect(self) -> None:
-        ex = self.ex
-        try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().create_connection(
-                    lambda: self,
-                    ex.addr,
-                    ex.port if ex.protocol != "udp" else ex.tcp_port,
-                    ssl=ex.ssl if ex.protocol == "tls" else None,
-                    server_hostname=ex.sni if ex.protocol == "tls" else None,
-                ),
-                ex.timeout,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            self.state = "closed"
-            ex.unsent += len(self.out)
-            self.out.clear()
-            if isinstance(e, TimeoutError):
-                cls, detail = TIMEOUT, f"connect: no answer within {ex.timeout:g}s"
-            else:
-                cls, detail = classify(e), f"connect: {describe(e)}"
-            for q in list(self.inflight.values()):
-                ex.fail(q, cls, detail)
-            self.inflight.clear()
-            ex.stream_closed(self)
-            return
-        self.state = "open"
-        self.flush()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
-
-    def data_received(self, data: bytes) -> None:
-        now = _perf()
-        buf = self.buf + data if self.buf else data
-        n = len(buf)
-        pos = 0
-        reply = self.ex.stream_reply
-        while n - pos >= 2:
-            size = (buf[pos] << 8) | buf[pos + 1]
-            end = pos + 2 + size
-            if end > n:
-                break
-            reply(self, buf[pos + 2 : end], now)
-            pos = end
-        self.buf = buf[pos:] if pos < n else b""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.state = "closed"
-        ex = self.ex
-        left = [q for q in self.inflight.values() if not q.done]
-        self.inflight.clear()
-        self.out.clear()
-        ex.stream_closed(self)
-        for q in left:
-            if q.retried:
-                if exc is not None:
-                    ex.fail(q, classify(exc, RESET), describe(exc))
-                else:
-                    ex.fail(q, RESET, "connection closed before the answer")
-            else:
-                q.retried = True
-                ex.resend_stream(q, self.slot)
-
-
 class DnsExecutor:
     """DNS load over UDP, TCP or TLS (see the module docstring)."""
 
@@ -313,14 +104,14 @@ class DnsExecutor:
         self.on_complete: Callable[[], None] | None = None
         self.n_udp = udp_sockets or spec.sockets or UDP_SOCKETS
         self.n_streams = streams or spec.sockets or STREAMS
-        self.udp: list[_Udp] = []
-        self.streams: list[_Stream | None] = []
-        self.fallback: _Stream | None = None  # TCP for truncated UDP replies
+        self.udp: list[UdpChannel] = []
+        self.streams: list[StreamChannel | None] = []
+        self.fallback: StreamChannel | None = None  # TCP for truncated UDP replies
         self.rr = 0
-        self.next_channel: Callable[[], _Udp | _Stream] = self._next_stream
+        self.next_channel: Callable[[], UdpChannel | StreamChannel] = self._next_stream
         self.unsent = 0  # sends that never reached the wire
         self.resent = 0  # queries written again (TC retry over TCP, reconnect)
-        self.expiry: deque[_Query] = deque()
+        self.expiry: deque[Query] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
         self.broken: tuple[str, str] | None = None
         self.addr = ""
@@ -375,11 +166,11 @@ class DnsExecutor:
         if self.protocol == "udp":
             for _ in range(self.n_udp):
                 try:
-                    sock = _udp_socket(self.addr, self.port)
+                    sock = udp_socket(self.addr, self.port)
                 except OSError as e:
                     self.broken = (classify(e), f"cannot open a UDP socket: {describe(e)}")
                     return
-                self.udp.append(_Udp(self, sock))
+                self.udp.append(UdpChannel(self, sock))
             self.next_channel = itertools.cycle(self.udp).__next__
         else:
             self.streams = [None] * self.n_streams
@@ -405,7 +196,7 @@ class DnsExecutor:
 
     def send(self, intended: float, sent: float) -> None:
         self.inflight += 1
-        q = _Query(intended, sent, sent + self.timeout)
+        q = Query(intended, sent, sent + self.timeout)
         if self.broken is not None:
             self.unsent += 1
             self.fail(q, *self.broken)
@@ -413,15 +204,15 @@ class DnsExecutor:
         self.expiry.append(q)
         self.next_channel().send(q)
 
-    def _next_stream(self) -> _Stream:
+    def _next_stream(self) -> StreamChannel:
         i = self.rr
         self.rr = i + 1 if i + 1 < self.n_streams else 0
         return self._stream(i)
 
-    def _stream(self, slot: int) -> _Stream:
+    def _stream(self, slot: int) -> StreamChannel:
         s = self.streams[slot]
         if s is None or s.state == "closed":
-            s = self.streams[slot] = _Stream(self, slot)
+            s = self.streams[slot] = StreamChannel(self, slot)
         return s
 
     def flush(self) -> None:
@@ -441,7 +232,7 @@ class DnsExecutor:
                 cls, detail = TIMEOUT, f"no reply within {self.timeout:g}s"
                 if chan is not None:
                     chan.inflight.pop(head.qid, None)
-                    if isinstance(chan, _Udp) and chan.refused:
+                    if isinstance(chan, UdpChannel) and chan.refused:
                         cls, detail = REFUSED, "ICMP port unreachable from the server"
                 self.fail(head, cls, detail)
             else:
@@ -476,7 +267,7 @@ class DnsExecutor:
 
     # --- replies -----------------------------------------------------------------------
 
-    def stream_reply(self, chan: _Stream, data: bytes, now: float) -> None:
+    def stream_reply(self, chan: StreamChannel, data: bytes, now: float) -> None:
         if len(data) < 12:
             self.unmatched += 1
             return
@@ -486,7 +277,7 @@ class DnsExecutor:
             return
         self.answer(q, data, now, False)
 
-    def answer(self, q: _Query, data: bytes, now: float, udp: bool) -> None:
+    def answer(self, q: Query, data: bytes, now: float, udp: bool) -> None:
         """A reply matched by id to ``q``: check it from the header and record it."""
         if q.done:
             self.unmatched += 1
@@ -533,7 +324,7 @@ class DnsExecutor:
         if self.on_complete is not None:
             self.on_complete()
 
-    def udp_error(self, chan: _Udp, exc: Exception) -> None:
+    def udp_error(self, chan: UdpChannel, exc: Exception) -> None:
         cls = classify(exc)
         if cls == REFUSED:
             chan.refused = True
@@ -543,23 +334,23 @@ class DnsExecutor:
             self.fail(q, cls, describe(exc))
             break
 
-    def _fallback(self) -> _Stream:
+    def _fallback(self) -> StreamChannel:
         s = self.fallback
         if s is None or s.state == "closed":
-            s = self.fallback = _Stream(self, -1)
+            s = self.fallback = StreamChannel(self, -1)
         return s
 
     def fallback_flush(self) -> None:
         if self.fallback is not None:
             self.fallback.flush()
 
-    def stream_closed(self, s: _Stream) -> None:
+    def stream_closed(self, s: StreamChannel) -> None:
         if s.slot >= 0 and self.streams[s.slot] is s:
             self.streams[s.slot] = None
         elif s.slot < 0 and self.fallback is s:
             self.fallback = None
 
-    def resend_stream(self, q: _Query, slot: int) -> None:
+    def resend_stream(self, q: Query, slot: int) -> None:
         self.resent += 1
         if slot < 0:
             self._fallback().send(q)
@@ -569,7 +360,7 @@ class DnsExecutor:
             s.send(q)
             s.flush()
 
-    def fail(self, q: _Query, cls: str, detail: str) -> None:
+    def fail(self, q: Query, cls: str, detail: str) -> None:
         if q.done:
             return
         q.done = True
