@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import queue
 import signal
 import time
@@ -44,6 +45,8 @@ from kubectl_kdoctor.runconfig import (
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
 from kubectl_kdoctor.ui import UI
+
+TTL_ENV = "KUBECTL_KDOCTOR_TTL_SECONDS"  # ttlSecondsAfterFinished of the run's Job (default 120)
 
 STUCK_REASONS = {
     "ErrImagePull": "cannot pull the agent image",
@@ -189,6 +192,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         tolerations=tolerations,
         host_network=inv.placement.host_network,
         active_deadline=deadline,
+        ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
     )
     return Plan(
         name,

@@ -70,6 +70,7 @@ def job(
     tolerations: list[dict[str, str]],
     host_network: bool,
     active_deadline: int,
+    ttl: int = TTL_AFTER_FINISHED,
 ) -> dict[str, Any]:
     n = len(nodes)
     agent_labels = labels(run, kind, "agent")
@@ -164,7 +165,7 @@ def job(
             "parallelism": n,
             "backoffLimitPerIndex": 0,
             "maxFailedIndexes": n,
-            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
+            "ttlSecondsAfterFinished": ttl,
             "activeDeadlineSeconds": active_deadline,
             "template": {"metadata": {"labels": agent_labels}, "spec": pod_spec},
         },

@@ -58,8 +58,8 @@ def _ensure(path: str, is_dir: bool, created_log: str) -> None:
     _record(created_log, path)
 
 
-def _mount(src: str, dst: str, ro: bool, created_log: str) -> None:
-    _ensure(dst, os.path.isdir(src), created_log)
+def _mount(src: str, dst: str, ro: bool, created_log: str, orig: str) -> None:
+    _ensure(dst, os.path.isdir(orig), created_log)
     _check(libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None), f"bind {dst}")
     if ro:
         flags = MS_BIND | MS_REMOUNT | MS_RDONLY
@@ -74,8 +74,14 @@ def setup(spec: dict[str, Any]) -> None:
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.get("hostname") else 0)
     _check(libc.unshare(flags), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    for m in sorted(spec.get("mounts", []), key=lambda m: m["dst"].count("/")):
-        _mount(m["src"], m["dst"], bool(m.get("ro")), spec.get("created_log", ""))
+    mounts = sorted(spec.get("mounts", []), key=lambda m: m["dst"].count("/"))
+    # Open every source before the first mount: a volume mounted over a directory (an
+    # emptyDir on /tmp, say) must not hide the sources of the mounts that follow it.
+    fds = [os.open(m["src"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
+    for m, fd in zip(mounts, fds, strict=True):
+        _mount(f"/proc/self/fd/{fd}", m["dst"], bool(m.get("ro")), spec.get("created_log", ""), m["src"])
+    for fd in fds:
+        os.close(fd)
     if spec.get("hostname"):
         name = spec["hostname"].encode()
         _check(libc.sethostname(name, len(name)), "sethostname")
