@@ -20,6 +20,7 @@ from kubectl_kdoctor.engine.stats import RESET, TIMEOUT
 if TYPE_CHECKING:
     from kubectl_kdoctor.engine.dns import DnsExecutor
 
+READ_BATCH = 64  # datagrams read per wake-up of a UDP socket
 UDP_BUFFER = 1 << 20  # bytes of socket buffer asked for (the kernel caps it at rmem_max)
 
 
@@ -70,14 +71,15 @@ class UdpChannel:
         asyncio.get_running_loop().add_reader(sock.fileno(), self.readable)
 
     def readable(self) -> None:
+        # At most READ_BATCH datagrams per wake-up: the poll is level-triggered, so the rest
+        # is read on the next loop iteration, after the pacer had its turn to send.
         sock = self.sock
         if sock is None:
             return
         recv = sock.recv
         inflight = self.inflight
         answer = self.ex.answer
-        now = _perf()
-        while True:
+        for _ in range(READ_BATCH):
             try:
                 data = recv(4096)
             except BlockingIOError:
@@ -93,7 +95,7 @@ class UdpChannel:
                 self.ex.unmatched += 1  # late (after its timeout), duplicated or foreign
                 continue
             self.refused = False
-            answer(q, data, now, True)
+            answer(q, data, _perf(), True)
 
     def send(self, q: Query) -> None:
         inflight = self.inflight

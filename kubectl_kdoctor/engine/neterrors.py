@@ -33,6 +33,7 @@ _CONNECT_ERRNOS = frozenset(
         errno.EAFNOSUPPORT,
     }
 )
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
@@ -58,6 +59,8 @@ def classify_one(exc: BaseException) -> str | None:
     if isinstance(exc, TimeoutError):
         return TIMEOUT
     if isinstance(exc, OSError):
+        if exc.errno in _LOCAL_ERRNOS:
+            return OTHER  # the generator's own limits (file descriptors, memory)
         if exc.errno == errno.ECONNREFUSED:
             return REFUSED
         if exc.errno in _RESET_ERRNOS:
