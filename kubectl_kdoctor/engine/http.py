@@ -100,8 +100,8 @@ class HttpExecutor:
         self.ssl: ssl.SSLContext | None = None
         self.sni: str | None = None
         self.broken: tuple[str, str] | None = None  # every send fails with this
-        self._ok_status: dict[int, bool] = {}
-        self._codes: dict[int, str] = {}
+        self._status: dict[int, tuple[str, bool]] = {}  # status -> (code text, expected)
+        self.written = 0  # requests written (bytes out = written x request length)
         self.heads: dict[bytes, tuple[int, int, bool]] = {}  # parsed response heads
 
     async def open(self) -> None:
@@ -177,6 +177,7 @@ class HttpExecutor:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.stats.bytes_out += self.written * self.request_len
         self.stats.extra.setdefault("protocol", "HTTP/1.1")
 
     # --- pool --------------------------------------------------------------------------
@@ -276,16 +277,24 @@ class HttpExecutor:
             return
         req.done = True
         self.inflight -= 1
-        code = self._codes.get(status)
-        if code is None:
-            code = self._codes[status] = str(status)
-            self._ok_status[status] = self.spec.expect_status(status)
-        lat = int((now - req.intended) * 1_000_000)
-        svc = int((now - req.sent) * 1_000_000)
-        if self._ok_status[status]:
-            self.stats.ok(code, lat, svc, nbytes)
+        known = self._status.get(status)
+        if known is None:
+            known = self._status[status] = (str(status), self.spec.expect_status(status))
+        if known[1]:
+            self.stats.ok(
+                known[0],
+                int((now - req.intended) * 1_000_000),
+                int((now - req.sent) * 1_000_000),
+                nbytes,
+            )
         else:
-            self.stats.answered_bad(BAD_STATUS, code, lat, svc, nbytes)
+            self.stats.answered_bad(
+                BAD_STATUS,
+                known[0],
+                int((now - req.intended) * 1_000_000),
+                int((now - req.sent) * 1_000_000),
+                nbytes,
+            )
         if self.on_complete is not None:
             self.on_complete()
 

@@ -207,17 +207,14 @@ class Connection(asyncio.Protocol):
     # --- request / response ------------------------------------------------------------
 
     def start(self, req: Request) -> None:
-        """Write ``req`` on this (connected, idle) connection."""
+        """Write ``req`` on this (connected, idle) connection; the parsing state was reset
+        when the previous response ended (``_done``)."""
         self.req = req
         req.conn = self
         self.got = 0
-        self.body_left = -1
-        self.buf = b""
-        self.parser = None
-        self.slow = None
-        assert self.transport is not None
-        self.transport.write(self.ex.request)
-        self.ex.stats.bytes_out += self.ex.request_len
+        ex = self.ex
+        ex.written += 1
+        self.transport.write(ex.request)  # type: ignore[union-attr]
 
     def kill(self) -> None:
         """Drop this connection now (its request has been ended elsewhere)."""

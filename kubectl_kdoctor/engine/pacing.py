@@ -141,10 +141,11 @@ async def _closed_loop(
     stats.start = time.time()
     scheduled = False  # a flush + refill is queued for the end of this loop iteration
     busy = False  # inside a send made from on_complete (a synchronous failure recurses)
+    count = 0  # sends not yet added to stats.sent / stats.planned
 
     def refill() -> None:
         # Intended = actual send time here, so every lag is 0: counted in bulk below.
-        nonlocal scheduled
+        nonlocal scheduled, count
         scheduled = False
         n = conc - ex.inflight
         if n > 0:
@@ -152,14 +153,13 @@ async def _closed_loop(
             if s < t_end:
                 for _ in range(n):
                     send(s, s)
-                stats.sent += n
-                stats.planned += n
+                count += n
         flush()
 
     def on_complete() -> None:
         # Send the next request at once (UDP goes out now; streams write on flush, once
         # per loop iteration), unless called back from inside such a send.
-        nonlocal scheduled, busy
+        nonlocal scheduled, busy, count
         if not busy and ex.inflight < conc:
             s = clock()
             if s < t_end:
@@ -168,8 +168,7 @@ async def _closed_loop(
                     send(s, s)
                 finally:
                     busy = False
-                stats.sent += 1
-                stats.planned += 1
+                count += 1
         if not scheduled:
             scheduled = True
             loop.call_soon(refill)
@@ -184,9 +183,14 @@ async def _closed_loop(
         refill()
         if progress is not None and now >= next_progress:
             next_progress = now + PROGRESS_EVERY
+            stats.sent += count
+            stats.planned += count
+            count = 0
             progress()
         await asyncio.sleep(TICK)
     ex.on_complete = None
+    stats.sent += count
+    stats.planned += count
     stats.attack = clock() - t0
     if stats.sent:
         n = stats.sent - stats.send_lag.n
