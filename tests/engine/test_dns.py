@@ -246,3 +246,101 @@ def test_resolv_conf(tmp_path: pytest.TempPathFactory) -> None:
     empty.write_text("options ndots:1\n")
     assert default_nameserver(str(empty)) is None
     assert default_nameserver(str(tmp_path / "missing")) is None  # type: ignore[operator]
+
+
+# --- misbehaving TCP servers -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[Callable[[Callable[[list[bytes]], tuple[list[bytes], bool]]], int]]:
+    """Start a TCP DNS server: each connection reads queries in batches; ``handler(batch)``
+    returns the replies to send and whether to close the connection after them."""
+    stops: list[Callable[[], None]] = []
+
+    def start(handler: Callable[[list[bytes]], tuple[list[bytes], bool]]) -> int:
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(16)
+        lsock.settimeout(0.1)
+        stop = threading.Event()
+
+        def conn(c: socket.socket) -> None:
+            c.settimeout(0.05)
+            buf = b""
+            with c:
+                while not stop.is_set():
+                    try:
+                        data = c.recv(65536)
+                    except TimeoutError:
+                        data = None
+                    except OSError:
+                        return
+                    if data == b"":
+                        return
+                    buf += data or b""
+                    batch = []
+                    while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                        n = int.from_bytes(buf[:2], "big")
+                        batch.append(buf[2 : 2 + n])
+                        buf = buf[2 + n :]
+                    if not batch:
+                        continue
+                    replies, close = handler(batch)
+                    c.sendall(b"".join(len(r).to_bytes(2, "big") + r for r in replies))
+                    if close:
+                        return
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    c, _ = lsock.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=conn, args=(c,), daemon=True).start()
+            lsock.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+
+        def halt() -> None:
+            stop.set()
+            t.join(2)
+
+        stops.append(halt)
+        return int(lsock.getsockname()[1])
+
+    yield start
+    for halt in stops:
+        halt()
+
+
+def test_tcp_replies_out_of_order_are_matched(
+    tcp_server: Callable[[Callable[[list[bytes]], tuple[list[bytes], bool]]], int],
+) -> None:
+    port = tcp_server(lambda batch: ([reply_to(q) for q in reversed(batch)], False))
+    s = run_one(
+        DnsSpec("127.0.0.1", "x.example.", port=port, protocol="tcp"), qps=400, duration=0.5
+    )
+    assert s.success == 200, s.error_samples
+    assert not s.extra.get("unmatched_replies")
+
+
+def test_tcp_reconnects_and_resends(
+    tcp_server: Callable[[Callable[[list[bytes]], tuple[list[bytes], bool]]], int],
+) -> None:
+    # Every other batch of queries is dropped with the connection: the queries in flight
+    # are sent again, once, on a new connection (which answers them).
+    batches = [0]
+
+    def handler(batch: list[bytes]) -> tuple[list[bytes], bool]:
+        batches[0] += 1
+        if batches[0] % 2:
+            return [], True
+        return [reply_to(q) for q in batch], False
+
+    port = tcp_server(handler)
+    s = run_one(
+        DnsSpec("127.0.0.1", "x.example.", port=port, protocol="tcp"), qps=400, duration=0.5
+    )
+    assert s.success == 200, s.error_samples
+    assert batches[0] > 2
