@@ -359,7 +359,7 @@ def memory_report(state: config.ClusterState) -> dict[str, Any]:
     groups: dict[str, Any] = {}
     names = ["control-plane", *state.node_names]
     for g in names:
-        procs = {}
+        procs: dict[str, int] = {}
         for pid in cgroup_pids(g):
             name = process_name(pid)
             procs[name] = procs.get(name, 0) + pss_kib(pid)

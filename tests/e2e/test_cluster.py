@@ -3,6 +3,7 @@ pods, Services through kube-proxy, cluster DNS, RBAC/PodSecurity, and the fault 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -131,7 +132,8 @@ def servers(local_cluster: LocalCluster) -> Iterator[Servers]:
             60,
         )
     yield Servers(ns, pods, ips, cips, nports)
-    kube.delete(f"/api/v1/namespaces/{ns}")
+    with contextlib.suppress(Exception):  # the lifecycle test may have replaced the cluster
+        lc.kube().delete(f"/api/v1/namespaces/{ns}")
 
 
 def test_nodes_registered_ready_with_addresses(local_cluster: LocalCluster) -> None:
@@ -711,6 +713,35 @@ def test_env_volumes_and_downward_api(local_cluster: LocalCluster, cluster_names
     assert d["SA"] == "default" and d["EXP"] == "v-cm-x"
     assert d["file"] == "file" and d["labels"] == 'tier="gold"' and d["scratch"] == "ok"
     assert d["hostname"] == "envvol"
+
+
+def test_agent_image_runs_from_the_repo_venv(
+    local_cluster: LocalCluster, cluster_namespace: str
+) -> None:
+    from kubectl_kdoctor.images import AGENT_REPOSITORY
+
+    lc, ns = local_cluster, cluster_namespace
+    assert lc.images["agent"].startswith(AGENT_REPOSITORY + ":")
+    script = (
+        "import os, shutil, kubectl_kdoctor; "
+        "print(os.getuid(), shutil.which('kubectl-kdoctor'), kubectl_kdoctor.__name__)"
+    )
+    lc.run_pod(
+        ns, "agent", ["python", "-c", script], image=lc.images["agent"], restart_policy="Never"
+    )
+    pod = lc.wait_pod(
+        ns, "agent", lambda p: p.get("status", {}).get("phase") in ("Succeeded", "Failed")
+    )
+    logs = lc.pod_logs(ns, "agent")
+    assert pod["status"]["phase"] == "Succeeded", logs
+    assert logs.split() == [
+        "65532",
+        str(REPO / ".venv" / "bin" / "kubectl-kdoctor"),
+        "kubectl_kdoctor",
+    ]
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["image"] == lc.images["agent"]
+    assert cs["imageID"].startswith(f"{AGENT_REPOSITORY}@sha256:")
 
 
 def _leftovers(lc: LocalCluster, pids: list[int]) -> list[str]:

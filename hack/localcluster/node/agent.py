@@ -42,6 +42,18 @@ def micro_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def private_dir_masks() -> list[dict[str, Any]]:
+    """Containers get the host's userland, but the project's Python may live under a private
+    directory (here /root/.pyenv, /root is 0700): containers see that directory as an empty
+    tmpfs with only the Python installation bound back in, so non-root users can run it and
+    nobody sees the rest of it."""
+    base = Path(sys.base_prefix).resolve()
+    for anc in reversed(base.parents):
+        if anc != Path("/") and not anc.stat().st_mode & 0o001:
+            return [{"dir": str(anc), "keep": [str(base)]}]
+    return []
+
+
 class Agent:
     def __init__(self, settings: JSON) -> None:
         self.settings = settings
@@ -66,6 +78,7 @@ class Agent:
         self.ready = True
         self.heartbeat = True
         self.node_uid = ""
+        self._transitions: dict[str, tuple[str, str]] = {}
         mem_kib = 0
         with open("/proc/meminfo") as f:
             for line in f:
@@ -81,6 +94,7 @@ class Agent:
             "hugepages-2Mi": "0",
         }
         self.allocatable = dict(self.capacity)
+        self.masks = private_dir_masks()
 
     # --- small services ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -245,8 +259,6 @@ class Agent:
             },
         }
 
-    _transitions: dict[str, tuple[str, str]] = {}
-
     def _transition(self, ctype: str, status: str, now: str) -> str:
         prev = self._transitions.get(ctype)
         if prev and prev[0] == status:
@@ -377,9 +389,9 @@ class Agent:
                     self.handle_pod(obj)
                 elif etype == "DELETED":
                     with self.workers_lock:
-                        w = self.workers.get(obj["metadata"]["uid"])
-                    if w:
-                        w.deleted()
+                        worker = self.workers.get(obj["metadata"]["uid"])
+                    if worker:
+                        worker.deleted()
             except Exception:
                 self.log(f"pod event failed:\n{traceback.format_exc()}")
 
@@ -423,6 +435,7 @@ class Agent:
     def cleanup_leftovers(self) -> None:
         """Pod netns of this node left by an earlier agent process (crash): remove them."""
         from hack.localcluster import network
+        from hack.localcluster.util import run
 
         prefix = f"{config.NETNS_PREFIX}p-"
         for ns in network.list_netns():
@@ -430,8 +443,8 @@ class Agent:
                 continue
             veth = config.POD_VETH_PREFIX + ns[len(prefix) :]
             if network.link_exists(veth):
-                network.run(["ip", "netns", "del", ns], check=False)
-                network.run(["ip", "link", "del", veth], check=False)
+                run(["ip", "netns", "del", ns], check=False)
+                run(["ip", "link", "del", veth], check=False)
 
     def shutdown(self) -> None:
         self.stop.set()

@@ -3,7 +3,8 @@ namespace with the pod's volumes, resolv.conf and hosts bind-mounted where the c
 expects them, switch user, and exec the container's command.
 
 Run as ``python launch.py SPEC.json`` (stdlib only, no package imports, so it starts fast).
-SPEC: {"netns": path|null, "hostname": str|null, "mounts": [{"src","dst","ro"}], "env": {},
+SPEC: {"netns": path|null, "hostname": str|null, "masks": [{"dir", "keep": []}],
+"mounts": [{"src","dst","ro"}], "env": {},
 "argv": [], "cwd": str, "uid": int, "gid": int, "groups": [int], "created_log": path,
 "error_file": path|null}. On failure before exec it writes the reason to error_file and
 exits 128 (the node agent reports the container as terminated with reason StartError).
@@ -66,6 +67,18 @@ def _mount(src: str, dst: str, ro: bool, created_log: str, orig: str) -> None:
         _check(libc.mount(None, dst.encode(), None, flags, None), f"remount {dst} read-only")
 
 
+def _mask(directory: str, keep: list[str]) -> None:
+    """Hide ``directory`` behind an empty tmpfs, except the ``keep`` paths inside it (e.g. the
+    Python installation under /root, which non-root containers must be able to execute)."""
+    fds = [os.open(k, os.O_PATH) for k in keep]
+    _check(libc.mount(b"tmpfs", directory.encode(), b"tmpfs", 0, b"mode=0755"), f"mask {directory}")
+    for k, fd in zip(keep, fds, strict=True):
+        os.makedirs(k, exist_ok=True)
+        src = f"/proc/self/fd/{fd}".encode()
+        _check(libc.mount(src, k.encode(), None, MS_BIND | MS_REC, None), f"bind {k}")
+        os.close(fd)
+
+
 def setup(spec: dict[str, Any]) -> None:
     if spec.get("netns"):
         fd = os.open(spec["netns"], os.O_RDONLY)
@@ -74,12 +87,20 @@ def setup(spec: dict[str, Any]) -> None:
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.get("hostname") else 0)
     _check(libc.unshare(flags), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    for mask in spec.get("masks", []):
+        _mask(mask["dir"], mask["keep"])
     mounts = sorted(spec.get("mounts", []), key=lambda m: m["dst"].count("/"))
     # Open every source before the first mount: a volume mounted over a directory (an
     # emptyDir on /tmp, say) must not hide the sources of the mounts that follow it.
     fds = [os.open(m["src"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
     for m, fd in zip(mounts, fds, strict=True):
-        _mount(f"/proc/self/fd/{fd}", m["dst"], bool(m.get("ro")), spec.get("created_log", ""), m["src"])
+        _mount(
+            f"/proc/self/fd/{fd}",
+            m["dst"],
+            bool(m.get("ro")),
+            spec.get("created_log", ""),
+            m["src"],
+        )
     for fd in fds:
         os.close(fd)
     if spec.get("hostname"):

@@ -429,9 +429,11 @@ class PodWorker(threading.Thread):
             mounts.append({"src": str(etc / "hostname"), "dst": "/etc/hostname", "ro": False})
         if (etc / "resolv.conf").exists():
             mounts.append({"src": str(etc / "resolv.conf"), "dst": "/etc/resolv.conf", "ro": False})
+        env.setdefault("HOME", "/root" if int(uid) == 0 else "/")
         return {
             "netns": f"/run/netns/{self.netns}" if self.netns else None,
             "hostname": self.hostname,
+            "masks": self.agent.masks,
             "mounts": mounts,
             "env": env,
             "argv": argv,

@@ -126,7 +126,7 @@ class PodContext:
     def resource(self, ref: JSON, default_container: str | None) -> str:
         cname = ref.get("containerName") or default_container
         res = ref["resource"]
-        container = next(
+        container: JSON = next(
             (c for c in self.pod["spec"].get("containers", []) if c["name"] == cname), {}
         )
         kind, name = res.split(".", 1)
