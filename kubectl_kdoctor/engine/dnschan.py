@@ -58,8 +58,9 @@ class Query:
 class UdpChannel:
     """One connected, non-blocking UDP socket and the queries in flight on it.
 
-    Read with ``add_reader`` and a ``recv`` loop until the socket is empty: one wake-up
-    per burst of replies instead of one protocol callback (and address tuple) per datagram.
+    Read with ``add_reader`` and a ``recv`` loop (``READ_BATCH`` datagrams at most per
+    wake-up): one wake-up per burst of replies instead of one protocol callback (and one
+    address tuple) per datagram.
     """
 
     def __init__(self, ex: DnsExecutor, sock: socket.socket) -> None:

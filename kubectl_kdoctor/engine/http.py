@@ -153,7 +153,10 @@ class HttpExecutor:
                 q.popleft()
                 conn = req.conn
                 if conn is not None and conn.req is req:
-                    conn.kill()
+                    if conn.transport is None:
+                        conn.req = None  # still connecting: the pool keeps the connection
+                    else:
+                        conn.kill()
                 self.fail(req, TIMEOUT, f"no complete response within {self.timeout:g}s")
             else:
                 break
@@ -262,7 +265,8 @@ class HttpExecutor:
             self.dispatch_pending()
             return
         req = conn.req
-        if conn.dead:
+        if conn.dead:  # given up while connecting (end of the run)
+            conn.kill()
             return
         if req is None or req.done:
             conn.req = None
