@@ -6,6 +6,7 @@ Run as ``python -m bench.upstream PORT [HOST]``; it serves until SIGTERM. Endpoi
 - ``/chunked``: a chunked body of ``CHUNKED_BODY``;
 - ``/eof``: a body delimited by closing the connection (no length, no chunks);
 - ``/reset``: resets the connection (RST) without answering;
+- ``/drop``: answers, then closes the (keep-alive) connection 50 ms later;
 - ``/garbage``: answers bytes that are not HTTP;
 - ``/echo`` and anything else: 200 with ``method path`` and the request body length.
 """
@@ -90,6 +91,10 @@ class _Handler(asyncio.Protocol):
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             t.abort()
+        elif path.endswith("/drop"):
+            # Keep-alive in words, but the connection is closed 50 ms after the answer.
+            self.write(200, b"dropping\n")
+            asyncio.get_running_loop().call_later(0.05, t.close)
         elif path.endswith("/garbage"):
             t.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         else:

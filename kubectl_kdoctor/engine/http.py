@@ -102,6 +102,7 @@ class HttpExecutor:
         self.broken: tuple[str, str] | None = None  # every send fails with this
         self._status: dict[int, tuple[str, bool]] = {}  # status -> (code text, expected)
         self.written = 0  # requests written (bytes out = written x request length)
+        self.retries = 0  # requests sent again after the keep-alive race
         self.heads: dict[bytes, tuple[int, int, bool]] = {}  # parsed response heads
 
     async def open(self) -> None:
@@ -182,6 +183,8 @@ class HttpExecutor:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         self.stats.bytes_out += self.written * self.request_len
         self.stats.extra.setdefault("protocol", "HTTP/1.1")
+        if self.retries:
+            self.stats.extra["keepalive_retries"] = self.retries
 
     # --- pool --------------------------------------------------------------------------
 

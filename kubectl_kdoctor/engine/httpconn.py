@@ -196,6 +196,7 @@ class Connection(asyncio.Protocol):
         ):
             req.retried = True  # the keep-alive race: the server closed an idle connection
             req.conn = None
+            ex.retries += 1
             ex.assign(req)
             return
         elif exc is not None:

@@ -98,6 +98,13 @@ def test_keep_alive_reuses_connections(nginx: Nginx) -> None:
     assert len(conns) <= 2  # one connection at 40/s, maybe a second at the start
 
 
+def test_server_closing_idle_connections(upstream: Upstream) -> None:
+    # The server closes each connection 50 ms after answering, without saying so: requests
+    # sent every 50 ms race with the close; a request lost to the race is retried once.
+    s = run_one(HttpSpec(upstream.url + "/drop"), qps=20, duration=1.0)
+    assert s.success == 20, s.error_samples
+
+
 def test_connection_close_is_honoured(nginx: Nginx) -> None:
     ok_run(HttpSpec(nginx.url("/close")))
 
