@@ -326,6 +326,7 @@ def remove_created_paths() -> None:
 def down(save_logs: Path | None = None) -> None:
     with locked():
         _down_unlocked(save_logs, quiet=False)
+        config.LOCK_FILE.unlink(missing_ok=True)  # still held: a waiter just proceeds
 
 
 def _down_unlocked(save_logs: Path | None, quiet: bool) -> None:

@@ -80,6 +80,7 @@ def proxy_config(node: config.NodeInfo) -> Path:
         "metricsBindAddress": "127.0.0.1:10249",
         "mode": config.PROXY_MODE,
         "clusterCIDR": str(config.POD_CIDR),
+        "nodePortAddresses": ["primary"],  # the node IP (not the pods' gateway addresses)
         "oomScoreAdj": 0,  # no CAP_SYS_RESOURCE here; the default -999 cannot be set
         "conntrack": {
             "maxPerCore": 0,
