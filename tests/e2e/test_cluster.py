@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from hack.localcluster.kube import JSON, ApiError, Kube
+from hack.localcluster.network import pod_netns_name
 from tests.fixtures.cluster import REPO, LocalCluster, other_sessions
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -237,10 +238,10 @@ def test_nodes_and_root_netns_reach_services(local_cluster: LocalCluster, server
     for node in lc.nodes:
         for target in lc.nodes:
             url = f"http://{servers.cluster_ips[target]}/"
-            r = lc.node_exec(node, ["curl", "-sS", "-m", "3", url])
+            r = lc.node_exec(node, ["curl", "-sS", "-m", "5", url])
             assert r.stdout == servers.pods[target], (node, url, r.stderr)
     for target in lc.nodes:  # the test process itself (root netns, routed via node-1)
-        body = urllib.request.urlopen(f"http://{servers.cluster_ips[target]}/", timeout=3).read()
+        body = urllib.request.urlopen(f"http://{servers.cluster_ips[target]}/", timeout=5).read()
         assert body.decode() == servers.pods[target]
 
 
@@ -274,14 +275,14 @@ def test_cut_link_between_two_nodes_and_heal(local_cluster: LocalCluster, server
         res = {}
         for src in ("node-1", "node-2"):
             urls = {f"http://{ip[dst]}:8080/": dst for dst in lc.nodes if dst != src}
-            got = fetch(lc, servers.namespace, servers.pods[src], list(urls), timeout=2)
+            got = fetch(lc, servers.namespace, servers.pods[src], list(urls), timeout=4)
             for url, dst in urls.items():
                 res[(src, dst)] = got[url] == servers.pods[dst]
         return res
 
     def node_to_node(src: str, dst: str) -> bool:  # node traffic, not just pods
         url = f"http://{lc.node_ips[dst]}:10256/healthz"  # kube-proxy's healthz on dst
-        return lc.node_exec(src, ["curl", "-s", "-o", "/dev/null", "-m", "2", url]).returncode == 0
+        return lc.node_exec(src, ["curl", "-s", "-o", "/dev/null", "-m", "4", url]).returncode == 0
 
     assert all(matrix().values())
     with lc.link_cut("node-1", "node-2"):
@@ -300,7 +301,7 @@ def udp_delivered(lc: LocalCluster, src: str, dst: str) -> bool:
     """Does a UDP datagram from node ``src`` reach node ``dst`` (node IPs, port 9999)?"""
     recv = (
         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-        "s.bind(('0.0.0.0', 9999)); s.settimeout(4)\n"
+        "s.bind(('0.0.0.0', 9999)); s.settimeout(4); print('ready', flush=True)\n"
         "try: print(s.recv(100).decode())\nexcept OSError: print('nothing')"
     )
     send = (
@@ -314,9 +315,10 @@ def udp_delivered(lc: LocalCluster, src: str, dst: str) -> bool:
         text=True,
     )
     try:
-        time.sleep(0.3)
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready"
         lc.node_exec(src, ["python3", "-c", send, lc.node_ips[dst]])
-        out, _ = receiver.communicate(timeout=10)
+        out, _ = receiver.communicate(timeout=30)
     finally:
         receiver.kill()
     return out.strip() == "hello"
@@ -341,7 +343,7 @@ def test_loss_on_a_node(local_cluster: LocalCluster, servers: Servers) -> None:
         assert got[url].startswith("ERR")
     finally:
         lc.clear_node_net("node-3")
-    got = fetch(lc, servers.namespace, servers.pods["node-1"], [url], timeout=3)
+    got = fetch(lc, servers.namespace, servers.pods["node-1"], [url], timeout=5)
     assert got[url] == servers.pods["node-3"]
 
 
@@ -354,13 +356,13 @@ def test_stopping_kube_proxy_breaks_services_on_that_node_only(
     try:
         broken = fetch(lc, servers.namespace, servers.pods["node-3"], [url], timeout=2)
         assert broken[url].startswith("ERR")
-        fine = fetch(lc, servers.namespace, servers.pods["node-2"], [url], timeout=3)
+        fine = fetch(lc, servers.namespace, servers.pods["node-2"], [url], timeout=5)
         assert fine[url] == servers.pods["node-1"]
     finally:
         lc.start_kube_proxy("node-3")
     lc.wait_for(
         "node-3's kube-proxy to program Services again",
-        lambda: fetch(lc, servers.namespace, servers.pods["node-3"], [url], timeout=2),
+        lambda: fetch(lc, servers.namespace, servers.pods["node-3"], [url], timeout=5),
         lambda got: got[url] == servers.pods["node-1"],
         60,
     )
@@ -386,6 +388,39 @@ def test_node_not_ready_and_back(local_cluster: LocalCluster) -> None:
     lc.wait_for(
         "node-3 Ready", lambda: kube.get("/api/v1/nodes/node-3"), lambda n: ready(n) == "True", 30
     )
+
+
+def test_host_network_pod_uses_the_node_ip(
+    local_cluster: LocalCluster, cluster_namespace: str
+) -> None:
+    lc, ns = local_cluster, cluster_namespace
+    lc.kube().create(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "metadata": {"name": "hostnet"},
+            "spec": {
+                "nodeName": "node-2",
+                "hostNetwork": True,
+                "terminationGracePeriodSeconds": 2,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": lc.images["python"],
+                        "command": ["python3", "-m", "http.server", "18080"],
+                        "readinessProbe": {"tcpSocket": {"port": 18080}, "periodSeconds": 1},
+                    }
+                ],
+            },
+        },
+    )
+    pod = lc.wait_pod(ns, "hostnet")
+    assert pod["status"]["podIP"] == lc.node_ips["node-2"] == pod["status"]["hostIP"]
+    url = f"http://{lc.node_ips['node-2']}:18080/"
+    r = lc.node_exec(
+        "node-1", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", url]
+    )
+    assert r.stdout == "200", r.stderr
+    lc.kube().delete(f"/api/v1/namespaces/{ns}/pods/hostnet")
 
 
 def test_unknown_image_fails_like_an_unpullable_image(
@@ -603,7 +638,8 @@ def test_graceful_termination_delivers_sigterm(
     script = "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.2; done"
     lc.run_pod(ns, "term", ["sh", "-c", script], image=lc.images["shell"], node="node-1")
     pod = lc.wait_pod(ns, "term")
-    netns_count = len(lc.node_exec("node-1", ["ip", "netns", "list"]).stdout.splitlines())
+    netns = pod_netns_name(pod["metadata"]["uid"])
+    assert netns in lc.node_exec("node-1", ["ip", "netns", "list"]).stdout
     log_path = (
         lc.state_dir
         / "nodes"
@@ -626,9 +662,7 @@ def test_graceful_termination_delivers_sigterm(
         30,
     )
     assert log_path.read_text().split() == ["started", "got", "TERM"]
-    assert (
-        len(lc.node_exec("node-1", ["ip", "netns", "list"]).stdout.splitlines()) == netns_count - 1
-    )
+    assert netns not in lc.node_exec("node-1", ["ip", "netns", "list"]).stdout
 
 
 def test_env_volumes_and_downward_api(local_cluster: LocalCluster, cluster_namespace: str) -> None:
