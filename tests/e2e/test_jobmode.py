@@ -68,7 +68,7 @@ def leftovers(cluster: LocalCluster, ns: str) -> list[str]:
         f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
         f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
     ):
-        for item in kube.get(path, params={"labelSelector": MANAGED}).get("items", []):
+        for item in kube.get(path, labelSelector=MANAGED).get("items", []):
             out.append(
                 f"{item['kind'] if 'kind' in item else path.rsplit('/', 1)[-1]}/{item['metadata']['name']}"
             )
@@ -219,9 +219,7 @@ def _wait_agents_running(
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pods = cluster.kube().get(
-            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": MANAGED}
-        )["items"]
+        pods = cluster.kube().get(f"/api/v1/namespaces/{ns}/pods", labelSelector=MANAGED)["items"]
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if len(running) >= len(cluster.nodes):
             return running
