@@ -87,12 +87,12 @@ def setup(spec: dict[str, Any]) -> None:
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.get("hostname") else 0)
     _check(libc.unshare(flags), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    for mask in spec.get("masks", []):
-        _mask(mask["dir"], mask["keep"])
     mounts = sorted(spec.get("mounts", []), key=lambda m: m["dst"].count("/"))
     # Open every source before the first mount: a volume mounted over a directory (an
-    # emptyDir on /tmp, say) must not hide the sources of the mounts that follow it.
+    # emptyDir on /tmp, say) or a mask must not hide the sources of the mounts that follow.
     fds = [os.open(m["src"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
+    for mask in spec.get("masks", []):
+        _mask(mask["dir"], mask["keep"])
     for m, fd in zip(mounts, fds, strict=True):
         _mount(
             f"/proc/self/fd/{fd}",
