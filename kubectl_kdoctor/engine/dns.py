@@ -26,7 +26,6 @@ import ipaddress
 import itertools
 import socket
 import ssl
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -99,7 +98,8 @@ class DnsExecutor:
         self.spec = spec
         self.stats = stats
         self.timeout = load.timeout
-        self.protocol = spec.protocol.lower()
+        proto = spec.protocol.lower()
+        self.protocol = {"tcp-tls": "tls", "dot": "tls"}.get(proto, proto)  # kdoctor's names
         self.inflight = 0
         self.on_complete: Callable[[], None] | None = None
         self.n_udp = udp_sockets or spec.sockets or UDP_SOCKETS
@@ -111,7 +111,6 @@ class DnsExecutor:
         self.next_channel: Callable[[], UdpChannel | StreamChannel] = self._next_stream
         self.unsent = 0  # sends that never reached the wire
         self.resent = 0  # queries written again (TC retry over TCP, reconnect)
-        self.expiry: deque[Query] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
         self.broken: tuple[str, str] | None = None
         self.addr = ""
@@ -196,12 +195,11 @@ class DnsExecutor:
 
     def send(self, intended: float, sent: float) -> None:
         self.inflight += 1
-        q = Query(intended, sent, sent + self.timeout)
+        q = (intended, sent, sent + self.timeout, False)
         if self.broken is not None:
             self.unsent += 1
             self.fail(q, *self.broken)
             return
-        self.expiry.append(q)
         self.next_channel().send(q)
 
     def _next_stream(self) -> StreamChannel:
@@ -220,31 +218,38 @@ class DnsExecutor:
             if s is not None:
                 s.flush()
 
+    def channels(self) -> list[UdpChannel | StreamChannel]:
+        """Every socket or connection that may have queries in flight."""
+        out: list[UdpChannel | StreamChannel] = [*self.udp]
+        out.extend(s for s in self.streams if s is not None)
+        if self.fallback is not None:
+            out.append(self.fallback)
+        return out
+
     def expire(self, now: float) -> None:
-        q = self.expiry
-        while q:
-            head = q[0]
-            if head.done:
-                q.popleft()
-            elif head.deadline <= now:
-                q.popleft()
-                chan = head.chan
-                cls, detail = TIMEOUT, f"no reply within {self.timeout:g}s"
-                if chan is not None:
-                    chan.inflight.pop(head.qid, None)
-                    if isinstance(chan, UdpChannel) and chan.refused:
-                        cls, detail = REFUSED, "ICMP port unreachable from the server"
-                self.fail(head, cls, detail)
-            else:
-                break
+        for chan in self.channels():
+            inflight = chan.inflight
+            if not inflight:
+                continue
+            late = []
+            for qid, q in inflight.items():
+                if q[2] > now:
+                    break
+                late.append(qid)
+            if not late:
+                continue
+            cls, detail = TIMEOUT, f"no reply within {self.timeout:g}s"
+            if isinstance(chan, UdpChannel) and chan.refused:
+                cls, detail = REFUSED, "ICMP port unreachable from the server"
+            for qid in late:
+                self.fail(inflight.pop(qid), cls, detail)
 
     def abort(self, cls: str, detail: str) -> None:
-        for q in self.expiry:
-            if not q.done:
-                if q.chan is not None:
-                    q.chan.inflight.pop(q.qid, None)
+        for chan in self.channels():
+            left = list(chan.inflight.values())
+            chan.inflight.clear()
+            for q in left:
                 self.fail(q, cls, detail)
-        self.expiry.clear()
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -278,10 +283,7 @@ class DnsExecutor:
         self.answer(q, data, now, False)
 
     def answer(self, q: Query, data: bytes, now: float, udp: bool) -> None:
-        """A reply matched by id to ``q``: check it from the header and record it."""
-        if q.done:
-            self.unmatched += 1
-            return
+        """A reply matched by id to ``q`` (taken out of flight): check it and record it."""
         flags = data[2]
         if flags & 0x82 == 0x80 and data.startswith(self.question, 12):
             pass  # the common case: a reply, not truncated, to our question
@@ -298,14 +300,13 @@ class DnsExecutor:
             self._fallback().send(q)
             self.fallback_flush()
             return
-        q.done = True
         self.inflight -= 1
         rcode = data[3] & 0x0F
         if rcode == self.expect:
             self.stats.ok(
                 self.expect_name,
-                int((now - q.intended) * 1_000_000),
-                int((now - q.sent) * 1_000_000),
+                int((now - q[0]) * 1_000_000),
+                int((now - q[1]) * 1_000_000),
                 len(data),
             )
             if data[7] == 0 and data[6] == 0:
@@ -317,8 +318,8 @@ class DnsExecutor:
             self.stats.answered_bad(
                 BAD_RCODE,
                 RCODE_NAMES[rcode],
-                int((now - q.intended) * 1_000_000),
-                int((now - q.sent) * 1_000_000),
+                int((now - q[0]) * 1_000_000),
+                int((now - q[1]) * 1_000_000),
                 len(data),
             )
         if self.on_complete is not None:
@@ -361,9 +362,7 @@ class DnsExecutor:
             s.flush()
 
     def fail(self, q: Query, cls: str, detail: str) -> None:
-        if q.done:
-            return
-        q.done = True
+        """End ``q`` (already out of flight) without an answer."""
         self.inflight -= 1
         self.stats.failed(cls, detail)
         if self.on_complete is not None:

@@ -42,17 +42,10 @@ def udp_socket(addr: str, port: int) -> socket.socket:
     return sock
 
 
-class Query:
-    __slots__ = ("chan", "deadline", "done", "intended", "qid", "retried", "sent")
-
-    def __init__(self, intended: float, sent: float, deadline: float) -> None:
-        self.intended = intended
-        self.sent = sent
-        self.deadline = deadline
-        self.done = False
-        self.retried = False
-        self.qid = 0
-        self.chan: UdpChannel | StreamChannel | None = None
+# A query in flight: (intended send time, actual send time, deadline, re-sent already).
+# It is in flight exactly while it sits in its channel's ``inflight`` dict, whose insertion
+# order is (nearly) deadline order, so timeouts are found at the front of each dict.
+Query = tuple[float, float, float, bool]
 
 
 class UdpChannel:
@@ -104,17 +97,16 @@ class UdpChannel:
         while qid in inflight:
             qid = (qid + 1) & 0xFFFF
         self.next_id = (qid + 1) & 0xFFFF
-        q.qid = qid
-        q.chan = self
-        if self.sock is None:
+        sock = self.sock
+        if sock is None:
             self.ex.unsent += 1
             self.ex.fail(q, RESET, "socket closed")
             return
         inflight[qid] = q
         try:
-            self.sock.send(qid.to_bytes(2, "big") + self.ex.tail)
+            sock.send(qid.to_bytes(2, "big") + self.ex.tail)
         except OSError as e:
-            inflight.pop(qid, None)
+            del inflight[qid]
             self.ex.unsent += 1
             self.ex.fail(q, classify(e), f"send: {describe(e)}")
 
@@ -146,8 +138,6 @@ class StreamChannel(asyncio.Protocol):
             qid = (qid + 1) & 0xFFFF
         self.next_id = (qid + 1) & 0xFFFF
         inflight[qid] = q
-        q.qid = qid
-        q.chan = self
         self.out.append(self.ex.frame_len + qid.to_bytes(2, "big") + self.ex.tail)
         if self.state == "new":
             self.state = "connecting"
@@ -217,16 +207,15 @@ class StreamChannel(asyncio.Protocol):
         self.transport = None
         self.state = "closed"
         ex = self.ex
-        left = [q for q in self.inflight.values() if not q.done]
+        left = list(self.inflight.values())
         self.inflight.clear()
         self.out.clear()
         ex.stream_closed(self)
         for q in left:
-            if q.retried:
+            if q[3]:  # re-sent once already
                 if exc is not None:
                     ex.fail(q, classify(exc, RESET), describe(exc))
                 else:
                     ex.fail(q, RESET, "connection closed before the answer")
             else:
-                q.retried = True
-                ex.resend_stream(q, self.slot)
+                ex.resend_stream((q[0], q[1], q[2], True), self.slot)
