@@ -1,8 +1,9 @@
 """Run the engine on one target in this (fresh) process and print a JSON result line.
 
-``python -m bench.engine_run '{"cpu": 1, "kind": "http", "spec": {...}, "load": {...}}'``
+``python -m bench.engine_run '{"cpu": 1, "kind": "http", "spec": {...}, "load": {...}}' OUT``
 
-The result holds the target's stats (``TargetStats.to_dict``), the CPU seconds this process
+The result, written as JSON to the file OUT (not to a pipe: a large result must not depend
+on how the event loop left the standard streams), holds the target's stats (``TargetStats.to_dict``), the CPU seconds this process
 used, its peak RSS and the wall time: a separate process so that RSS is the agent's own.
 """
 
@@ -42,7 +43,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(json.dumps(run(json.loads(sys.argv[1]))), flush=True)
+    result = run(json.loads(sys.argv[1]))
+    with open(sys.argv[2], "w", encoding="utf-8") as f:
+        json.dump(result, f)
 
 
 if __name__ == "__main__":

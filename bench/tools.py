@@ -55,22 +55,20 @@ def run_engine(
         "spec": to_dict(spec),
         "load": to_dict(load),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.engine_run", json.dumps(job)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=load.duration + load.timeout + 120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"engine run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    try:
-        data: dict[str, Any] = json.loads(proc.stdout.strip().split("\n")[-1])
-    except ValueError as e:
-        dump = Path(tempfile.gettempdir()) / "kdoctor-bench-engine-output.txt"
-        dump.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-        raise RuntimeError(f"unreadable engine output ({e}); saved in {dump}") from e
+    with tempfile.TemporaryDirectory(prefix="kdoctor-engine-") as d:
+        out = Path(d) / "result.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.engine_run", json.dumps(job), str(out)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=load.duration + load.timeout + 120,
+            check=False,
+        )
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"engine run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        data: dict[str, Any] = json.loads(out.read_text())
     return EngineResult(
         TargetStats.from_dict(data["stats"]), data["cpu_s"], data["wall_s"], data["maxrss_mb"]
     )
@@ -81,7 +79,14 @@ def _run_tool(argv: list[str], cpu: int | None, timeout: float) -> tuple[str, fl
         argv = ["taskset", "-c", str(cpu), *argv]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -58,6 +58,7 @@ class Http2Executor:
         self.tasks: set[asyncio.Task[None]] = set()
         self.client: httpx.AsyncClient | None = None
         self.broken: tuple[str, str] | None = None
+        self.aborted = (TIMEOUT, "no answer before the end of the run")  # for cancelled ones
         self.protocols: dict[str, int] = {}
         self.extensions: dict[str, str] = {}
         self.headers: list[tuple[str, str]] = list(spec.headers)
@@ -112,7 +113,7 @@ class Http2Executor:
                 extensions=self.extensions or None,
             )
         except asyncio.CancelledError:
-            self._fail(TIMEOUT, "no answer before the end of the run")
+            self._fail(*self.aborted)
             raise
         except Exception as e:
             self._fail(classify_httpx(e), describe(e))
@@ -146,6 +147,7 @@ class Http2Executor:
         pass  # httpx enforces the timeout of each request
 
     def abort(self, cls: str, detail: str) -> None:
+        self.aborted = (cls, detail)
         for task in list(self.tasks):
             task.cancel()
 

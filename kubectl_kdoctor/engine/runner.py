@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 from collections.abc import Callable, Sequence
 
 import anyio
@@ -90,6 +91,7 @@ async def run_targets(
         results[i] = await run_target(targets[i], progress)
 
     raise_open_files_limit(sum(t.load.concurrency or t.load.inflight_cap() for t in targets) + 256)
+    ensure_std_fds()
     # Objects alive now (imports, the caller's state) are not garbage: keep the collector
     # from walking them again and again while the load runs (fewer, shorter pauses).
     gc.freeze()
@@ -100,6 +102,18 @@ async def run_targets(
     finally:
         gc.unfreeze()
     return [r for r in results if r is not None]
+
+
+def ensure_std_fds() -> None:
+    """Put /dev/null on a closed stdin/stdout/stderr, so that no socket gets fd 0-2 (libuv,
+    under uvloop, aborts the process when it closes such a descriptor)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # another thread took it first
+                os.close(opened)
 
 
 def raise_open_files_limit(wanted: int) -> None:
@@ -119,6 +133,7 @@ def raise_open_files_limit(wanted: int) -> None:
 
 def run_sync(targets: Sequence[Target], progress: Progress | None = None) -> list[TargetStats]:
     """``run_targets`` in a new event loop: uvloop when importable, else plain asyncio."""
+    ensure_std_fds()  # before the loop exists: its own descriptors must not be 0-2 either
     options: dict[str, bool] = {}
     try:
         import uvloop  # noqa: F401

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
+import subprocess
+import sys
 
 import anyio
 
-from bench.servers import Nginx, Unbound
+from bench.servers import ROOT, Nginx, Unbound
 from kubectl_kdoctor.engine.neterrors import classify, describe
 from kubectl_kdoctor.engine.runner import Target, run_sync, run_targets
 from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
@@ -88,3 +91,26 @@ def test_classification_of_transport_errors() -> None:
     except RuntimeError as outer:
         assert classify(outer) == REFUSED
         assert "RuntimeError: wrapped" in describe(outer)
+
+
+def test_closed_stdin_does_not_crash(dns_server: Unbound) -> None:
+    # With fd 0 closed, the loop's own descriptors and sockets would take 0-2, which libuv
+    # refuses to close (abort). run_sync puts /dev/null there first.
+    code = (
+        "from kubectl_kdoctor.engine.runner import Target, run_sync\n"
+        "from kubectl_kdoctor.engine.spec import DnsSpec, Load\n"
+        f"[s] = run_sync([Target('d', DnsSpec('127.0.0.1', 'a.kdoctor.test.', port={dns_server.port}),"
+        " Load(qps=20, duration=0.3))])\n"
+        "assert s.success == 6, s.errors\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=str(ROOT),
+        preexec_fn=lambda: os.close(0),
+    )
+    assert proc.returncode == 0, proc.stderr
