@@ -92,7 +92,8 @@ def describe_open(r: EngineResult) -> str:
         f"{s.sent:,}/{s.planned:,} sent, {s.success:,} ok, send lag p50 "
         f"{ms(s.send_lag.percentile(0.5))} p99 {ms(s.send_lag.percentile(0.99))}, "
         f"late {s.late:,}, skipped {s.skipped:,}, latency p50 {ms(s.latency.percentile(0.5))} "
-        f"p99 {ms(s.latency.percentile(0.99))}, CPU {r.cpu:.0%}, RSS {r.maxrss_mb:.0f} MB"
+        f"p99 {ms(s.latency.percentile(0.99))}, CPU {r.cpu:.0%}, RSS {r.maxrss_mb:.0f} MB, "
+        f"preempted {r.preempted:,} times"
     )
 
 
@@ -121,7 +122,9 @@ def open_loop(
         )
     )
     lag = s.send_lag.percentile(0.99)
-    all_lags = ", ".join(ms(r.stats.send_lag.percentile(0.99)) for r in runs)
+    all_lags = ", ".join(
+        f"{ms(r.stats.send_lag.percentile(0.99))} [{r.preempted:,} preemptions]" for r in runs
+    )
     c.add(
         Row(
             f"{name}: send lag p99 (median of {len(runs)})",

@@ -23,6 +23,11 @@ from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, from_dict
 def run(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("cpu") is not None:
         os.sched_setaffinity(0, {int(job["cpu"])})
+    if job.get("nice"):
+        try:
+            os.nice(int(job["nice"]))
+        except PermissionError:
+            pass
     spec: HttpSpec | DnsSpec = (
         from_dict(DnsSpec, job["spec"])
         if job["kind"] == "dns"
@@ -39,6 +44,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
         "wall_s": wall,
         "maxrss_mb": r1.ru_maxrss / 1024,
+        # Involuntary context switches: how often another process took this core from us.
+        "preempted": r1.ru_nivcsw - r0.ru_nivcsw,
     }
 
 

@@ -65,15 +65,27 @@ def wait_tcp(
             time.sleep(0.05)
 
 
+PRIORITY = -10  # nice value for servers and generators: ahead of neighbours on a shared box
+
+
+def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
+    """``argv`` pinned to ``cpus`` with taskset, at ``PRIORITY`` (when allowed: ``nice``
+    runs the command anyway, at the usual priority, when it may not raise it)."""
+    cmd = list(argv)
+    if shutil.which("nice"):
+        cmd = ["nice", "-n", str(PRIORITY), *cmd]
+    if cpus is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpus, *cmd]
+    return cmd
+
+
 class Process:
     """A server process we started; ``stop()`` ends it (and only it) by pid."""
 
     def __init__(
         self, argv: Sequence[str], cpus: str | None, log: Path, cwd: Path | None = None
     ) -> None:
-        cmd = list(argv)
-        if cpus is not None and shutil.which("taskset"):
-            cmd = ["taskset", "-c", cpus, *cmd]
+        cmd = pinned(argv, cpus)
         self.log = log
         self._logf = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

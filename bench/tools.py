@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.servers import ROOT
+from bench.procs import PRIORITY, ROOT, pinned
 from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, to_dict
 from kubectl_kdoctor.engine.stats import TargetStats
 
@@ -26,6 +25,7 @@ class EngineResult:
     cpu_s: float
     wall_s: float
     maxrss_mb: float
+    preempted: int = 0  # involuntary context switches of the generator during the run
 
     @property
     def rate(self) -> float:
@@ -50,6 +50,7 @@ def run_engine(
 ) -> EngineResult:
     job = {
         "cpu": cpu,
+        "nice": PRIORITY,
         "kind": "dns" if isinstance(spec, DnsSpec) else "http",
         "name": name or ("dns" if isinstance(spec, DnsSpec) else "http"),
         "spec": to_dict(spec),
@@ -70,13 +71,16 @@ def run_engine(
             raise RuntimeError(f"engine run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         data: dict[str, Any] = json.loads(out.read_text())
     return EngineResult(
-        TargetStats.from_dict(data["stats"]), data["cpu_s"], data["wall_s"], data["maxrss_mb"]
+        TargetStats.from_dict(data["stats"]),
+        data["cpu_s"],
+        data["wall_s"],
+        data["maxrss_mb"],
+        data.get("preempted", 0),
     )
 
 
 def _run_tool(argv: list[str], cpu: int | None, timeout: float) -> tuple[str, float, float]:
-    if cpu is not None and shutil.which("taskset"):
-        argv = ["taskset", "-c", str(cpu), *argv]
+    argv = pinned(argv, None if cpu is None else str(cpu))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
