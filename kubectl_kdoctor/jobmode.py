@@ -92,16 +92,16 @@ class Plan:
             objs.append(m.secret(run, kind, ns, own, self.secret_data))
         if self.task.kind == NETREACH:
             assert self.task.netreach is not None
-            paths = self.task.netreach.paths
+            paths = set(self.task.netreach.paths)
             fams = list(self.families)
-            if "clusterip" in paths or "ingress" in paths:
+            if paths & {"clusterip", "nodeport", "ingress"}:
+                node_port = "nodeport" in paths
                 objs += [
-                    m.index_service(run, kind, ns, own, i, fams) for i in range(len(self.nodes))
+                    m.index_service(run, kind, ns, own, i, fams, node_port)
+                    for i in range(len(self.nodes))
                 ]
-            if "nodeport" in paths:
-                objs.append(m.node_port_service(run, kind, ns, own, fams))
             if "loadbalancer" in paths:
-                objs.append(m.node_port_service(run, kind, ns, own, fams, lb=True))
+                objs.append(m.load_balancer_service(run, kind, ns, own, fams))
             if "ingress" in paths:
                 objs.append(m.ingress(run, kind, ns, own, self.task.netreach.ingress_class))
         return objs

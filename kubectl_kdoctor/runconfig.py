@@ -66,7 +66,7 @@ class Endpoints:
     """What the agent discovered about the run's Services."""
 
     cluster_ips: dict[int, dict[str, str]]  # agent index -> family -> ClusterIP
-    node_port: dict[str, int]  # family -> NodePort of <run>-np
+    node_ports: dict[int, dict[str, int]]  # agent index -> family -> NodePort of <run>-<index>
     node_addresses: dict[str, dict[str, str]]  # node -> family -> address
     lb: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> LB IP
     ingress_url: str | None = None

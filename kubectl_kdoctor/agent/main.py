@@ -22,7 +22,9 @@ import anyio
 
 from kubectl_kdoctor.agent.server import AgentServer
 from kubectl_kdoctor.agent.targets import PlannedTarget, missing_paths, netreach_targets
+from kubectl_kdoctor.agent.warmup import WARM_PATHS, wait_until_answering
 from kubectl_kdoctor.engine.runner import Target, run_targets
+from kubectl_kdoctor.engine.spec import HttpSpec
 from kubectl_kdoctor.errors import KdoctorError
 from kubectl_kdoctor.kube import discovery
 from kubectl_kdoctor.kube import manifests as m
@@ -41,6 +43,8 @@ from kubectl_kdoctor.runconfig import (
     from_json,
 )
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Access, Task
+
+WARM_UP_LIMIT = 15.0  # seconds to wait for fresh Service paths to answer once
 
 
 def log(msg: str) -> None:
@@ -141,7 +145,26 @@ async def run_agent(run: str) -> int:
                 usage.sample()
 
         tg.start_soon(sampler)
-        planned, setup_error, peers_seen = await _plan(kube, cfg, node)
+        try:
+            planned, setup_error, peers_seen = await _plan(kube, cfg, node)
+        except Exception as exc:  # report it: a node that cannot plan still reports why
+            log(f"cannot build targets: {type(exc).__name__}: {exc}")
+            planned, setup_error, peers_seen = (
+                [],
+                f"agent error: {type(exc).__name__}: {exc}",
+                cfg.expected,
+            )
+        warm = [
+            p.target.spec.url
+            for p in planned
+            if p.path in WARM_PATHS and isinstance(p.target.spec, HttpSpec)
+        ]
+        if warm:
+            ready_after = await wait_until_answering(warm, time.monotonic() + WARM_UP_LIMIT)
+            slow = max(ready_after.values(), default=0.0)
+            log(
+                f"{len(ready_after)}/{len(set(warm))} service paths answered (slowest after {slow:.1f}s)"
+            )
         t0 = time.monotonic()
         for r in range(1, task.rounds + 1):
             delay = t0 + (r - 1) * task.interval - time.monotonic()

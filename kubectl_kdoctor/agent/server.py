@@ -8,6 +8,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 try:
     import httptools
@@ -27,8 +28,8 @@ class _Responder(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self) if httptools else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they implement it
+        self.transport = cast(asyncio.Transport, transport)
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:

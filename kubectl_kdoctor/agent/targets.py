@@ -80,7 +80,7 @@ def netreach_targets(
                     fam,
                     p.node,
                 )
-            if "nodeport" in paths and (port := endpoints.node_port.get(fam)):
+            if "nodeport" in paths and (port := endpoints.node_ports.get(p.index, {}).get(fam)):
                 addr = endpoints.node_addresses.get(p.node, {}).get(fam)
                 if addr:
                     add(
@@ -125,8 +125,8 @@ def missing_paths(
     """Paths that were asked for but cannot be probed (their address never appeared)."""
     out = []
     for fam in families:
-        if "nodeport" in paths and not endpoints.node_port.get(fam):
-            out.append(f"no {fam} NodePort on the run's Service")
+        if "nodeport" in paths and not any(fam in v for v in endpoints.node_ports.values()):
+            out.append(f"no {fam} NodePort on the run's Services")
         if "loadbalancer" in paths and not endpoints.lb.get(fam):
             out.append(f"no {fam} LoadBalancer address (is a load-balancer controller installed?)")
     if "ingress" in paths and not endpoints.ingress_url:

@@ -24,7 +24,7 @@ def peer_of(pod: Any) -> Peer | None:
     labels = pod.metadata.labels or {}
     if INDEX not in labels or not pod.spec.node_name:
         return None
-    ips = [p.ip for p in (pod.status.pod_i_ps or [])] if pod.status else []
+    ips = [p.ip for p in (pod.status.pod_ips or [])] if pod.status else []
     if not ips and pod.status and pod.status.pod_ip:
         ips = [pod.status.pod_ip]
     multus: list[tuple[str, str]] = []
@@ -102,27 +102,24 @@ def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
             cfg.namespace, label_selector=f"{RUN}={cfg.run}"
         ).items
     cluster_ips: dict[int, dict[str, str]] = {}
-    node_port: dict[str, int] = {}
+    node_ports: dict[int, dict[str, int]] = {}
     lb: dict[str, str] = {}
     for svc in services:
         name = svc.metadata.name
         fams = [("ipv6" if f == "IPv6" else "ipv4") for f in (svc.spec.ip_families or ["IPv4"])]
-        ips = svc.spec.cluster_i_ps or ([svc.spec.cluster_ip] if svc.spec.cluster_ip else [])
+        ips = svc.spec.cluster_ips or ([svc.spec.cluster_ip] if svc.spec.cluster_ip else [])
         suffix = name[len(cfg.run) + 1 :]
         if suffix.isdigit():
-            cluster_ips[int(suffix)] = {
+            index = int(suffix)
+            cluster_ips[index] = {
                 ("ipv6" if ":" in ip else "ipv4"): ip for ip in ips if ip != "None"
             }
-        elif suffix == "np":
             port = next((p.node_port for p in svc.spec.ports or [] if p.name == "http"), None)
             if port:
-                node_port = dict.fromkeys(fams, int(port))
+                node_ports[index] = dict.fromkeys(fams, int(port))
         elif suffix == "lb":
-            for ing in (
-                svc.status.load_balancer.ingress
-                if svc.status and svc.status.load_balancer
-                else None
-            ) or []:
+            status = svc.status.load_balancer if svc.status else None
+            for ing in (status.ingress if status else None) or []:
                 if ing.ip:
                     lb.setdefault("ipv6" if ":" in ing.ip else "ipv4", ing.ip)
     addresses = {
@@ -136,7 +133,7 @@ def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
         }
         for n in cfg.nodes
     }
-    return Endpoints(cluster_ips, node_port, addresses, lb, cfg.ingress_url)
+    return Endpoints(cluster_ips, node_ports, addresses, lb, cfg.ingress_url)
 
 
 def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: float) -> int:

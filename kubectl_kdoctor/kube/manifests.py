@@ -249,11 +249,7 @@ def _families(families: list[str]) -> dict[str, Any]:
     return {"ipFamilies": fam, "ipFamilyPolicy": policy}
 
 
-def _ports() -> list[dict[str, Any]]:
-    return [
-        {"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"},
-        {"name": "https", "port": 443, "targetPort": HTTPS_PORT, "protocol": "TCP"},
-    ]
+HTTP_SERVICE_PORT = {"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}
 
 
 def index_service(
@@ -263,41 +259,38 @@ def index_service(
     own: list[dict[str, Any]] | None,
     index: int,
     families: list[str],
+    node_port: bool = False,
 ) -> dict[str, Any]:
-    """A ClusterIP Service selecting only agent ``index``: a node x node ClusterIP cell."""
+    """A Service selecting only agent ``index``: its ClusterIP is the node x node ClusterIP
+    cell and, as a NodePort Service, its NodePort on that agent's own node is the NodePort
+    cell. (One NodePort Service with ``externalTrafficPolicy: Local`` would not do: with
+    kube-proxy's default ClusterCIDR local-traffic detection, pod traffic to another node's
+    NodePort is balanced cluster-wide without SNAT, and replies from a third node break.)"""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(f"{run}-{index}", namespace, labels(run, kind, "service"), own),
         "spec": {
-            "type": "ClusterIP",
+            "type": "NodePort" if node_port else "ClusterIP",
             "selector": {RUN: run, ROLE: "agent", INDEX: str(index)},
-            "ports": _ports(),
+            "ports": [dict(HTTP_SERVICE_PORT)],
             **_families(families),
         },
     }
 
 
-def node_port_service(
-    run: str,
-    kind: str,
-    namespace: str,
-    own: list[dict[str, Any]] | None,
-    families: list[str],
-    lb: bool = False,
+def load_balancer_service(
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, families: list[str]
 ) -> dict[str, Any]:
-    """NodePort (or LoadBalancer) Service with ``externalTrafficPolicy: Local``: a node's
-    NodePort is answered by that node's own agent, so each cell names one node."""
-    name = f"{run}-lb" if lb else f"{run}-np"
+    """One LoadBalancer Service over every agent (as a cloud load balancer would be used)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(name, namespace, labels(run, kind, "service"), own),
+        "metadata": _meta(f"{run}-lb", namespace, labels(run, kind, "service"), own),
         "spec": {
-            "type": "LoadBalancer" if lb else "NodePort",
-            "externalTrafficPolicy": "Cluster" if lb else "Local",
+            "type": "LoadBalancer",
             "selector": {RUN: run, ROLE: "agent"},
-            "ports": _ports(),
+            "ports": [dict(HTTP_SERVICE_PORT)],
             **_families(families),
         },
     }

@@ -77,7 +77,7 @@ class Watcher(threading.Thread):
                     if ev["type"] == "ERROR":
                         rv = ""
                         break
-                    rv = obj.metadata.resource_version
+                    rv = resource_version(obj) or rv
                     if ev["type"] != "BOOKMARK":
                         self.out.put((self.tag, ev["type"], obj))
             except ApiException as exc:
@@ -91,3 +91,11 @@ class Watcher(threading.Thread):
                     return
                 self.out.put((self.tag, "ERROR", translate(exc, f"watch {self.tag}")))
                 return
+
+
+def resource_version(obj: Any) -> str:
+    """An object's resourceVersion, whether the client deserialised it or not (bookmarks)."""
+    if isinstance(obj, dict):
+        return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    meta = getattr(obj, "metadata", None)
+    return str(getattr(meta, "resource_version", "") or "")

@@ -26,7 +26,9 @@ def test_job_is_the_root_with_ttl_deadline_and_one_agent_per_node() -> None:
     assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] == 600
     assert spec["backoffLimitPerIndex"] == 0 and spec["suspend"] is True
     aff = spec["template"]["spec"]["affinity"]
-    terms = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     assert [t["matchFields"][0]["values"] for t in terms] == [["a"], ["b"]]
     assert (
         aff["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"]
@@ -56,7 +58,7 @@ def test_owned_objects_carry_labels_and_owner() -> None:
         m.role_binding("r1", "NetReach", "ns", own),
         m.config_map("r1", "NetReach", "ns", own, "{}"),
         m.index_service("r1", "NetReach", "ns", own, 0, ["ipv4", "ipv6"]),
-        m.node_port_service("r1", "NetReach", "ns", own, ["ipv4"]),
+        m.index_service("r1", "NetReach", "ns", own, 1, ["ipv4"], node_port=True),
     ]
     for o in objs:
         assert o["metadata"]["labels"][m.RUN] == "r1"
@@ -67,4 +69,4 @@ def test_owned_objects_carry_labels_and_owner() -> None:
     )
     assert objs[4]["spec"]["ipFamilyPolicy"] == "RequireDualStack"
     assert objs[4]["spec"]["selector"][m.INDEX] == "0"
-    assert objs[5]["spec"]["externalTrafficPolicy"] == "Local"
+    assert objs[5]["spec"]["type"] == "NodePort" and objs[5]["spec"]["selector"][m.INDEX] == "1"

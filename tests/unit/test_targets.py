@@ -11,7 +11,7 @@ PEERS = [
 ]
 EPS = Endpoints(
     cluster_ips={0: {"ipv4": "10.96.0.10"}, 1: {"ipv4": "10.96.0.11"}, 2: {"ipv4": "10.96.0.12"}},
-    node_port={"ipv4": 30080},
+    node_ports={0: {"ipv4": 30080}, 1: {"ipv4": 30081}, 2: {"ipv4": 30082}},
     node_addresses={
         "n1": {"ipv4": "172.30.0.11"},
         "n2": {"ipv4": "172.30.0.12"},
@@ -35,11 +35,11 @@ def test_full_mesh_covers_every_peer_and_path() -> None:
     assert (
         "http://10.244.2.2:8080/" in urls
         and "http://10.96.0.12:80/" in urls
-        and "http://172.30.0.13:30080/" in urls
+        and "http://172.30.0.13:30082/" in urls
     )
     names = [t.target.name for t in ts]
     assert "AgentPodV4IP_p1_10.244.2.2" in names and "AgentClusterV4IP_10.96.0.11:80" in names
-    assert "AgentNodePortV4IP_172.30.0.12_30080" in names
+    assert "AgentNodePortV4IP_172.30.0.12_30081" in names
     assert len(set(names)) == len(names)
 
 
