@@ -156,14 +156,21 @@ def test_cut_link_names_exactly_those_pairs(local_cluster: LocalCluster, ns: str
 
 def test_loss_on_one_node_shows_in_its_success_rate(local_cluster: LocalCluster, ns: str) -> None:
     c = local_cluster.nodes[2]
-    local_cluster.set_loss(c, 60)
+    proc = subprocess.Popen(
+        [CLI, *NETREACH, "-n", ns, "--qps", "10", "--duration", "10s", "--timeout", "300ms"],
+        env=local_cluster.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_agents_running(local_cluster, ns)
+    local_cluster.set_loss(c, 30)  # once the agents run: the node must still start its pod
     try:
-        proc = kdoctor(local_cluster, *NETREACH, "-n", ns, "--qps", "10", "--timeout", "300ms")
+        out, err = proc.communicate(timeout=300)
     finally:
         local_cluster.clear_node_net(c)
-    doc = report(proc)
-    assert proc.returncode == 1
-    got = cells(doc)
+    assert proc.returncode == 1, err
+    got = cells(json.loads(out))
     lossy = [
         d["requestSucceedRate"]
         for (x, p, y), d in got.items()
@@ -258,6 +265,16 @@ def test_killed_cli_leaves_nothing_after_the_ttl(local_cluster: LocalCluster, ns
 
 
 def _agent_pid(node: str, run_marker: str) -> int:
+    deadline = time.monotonic() + 20  # the pod may be Running a moment before its exec
+    while time.monotonic() < deadline:
+        pid = _find_agent(node, run_marker)
+        if pid:
+            return pid
+        time.sleep(0.2)
+    raise AssertionError(f"no agent process for {node}")
+
+
+def _find_agent(node: str, run_marker: str) -> int | None:
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
