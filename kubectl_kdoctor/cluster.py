@@ -15,6 +15,12 @@ from kubectl_kdoctor.task import Invocation
 from kubectl_kdoctor.ui import UI
 
 
+def warn_file_notes(inv: Invocation, ui: UI) -> None:
+    """Name the task-file fields that have no meaning without a kdoctor controller."""
+    for note in inv.file_notes:
+        ui.warn(f"task file: {note} has no meaning without a kdoctor controller and was ignored")
+
+
 def run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
     from kubectl_kdoctor import crdmode
     from kubectl_kdoctor.report.render import render
@@ -47,6 +53,7 @@ def run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
     else:
         from kubectl_kdoctor.jobmode import run_job_mode
 
+        warn_file_notes(inv, ui)
         result = run_job_mode(kube, inv, name, ui)
     if result is None:
         return EXIT_OK

@@ -25,9 +25,10 @@ def execute(inv: Invocation, ui: UI) -> int:
     from kubectl_kdoctor.report.render import render
 
     name = inv.control.name or new_name(inv.task.command)
-    for note in inv.file_notes:
-        ui.warn(f"task file: {note} has no meaning here and was ignored")
     if inv.control.local:
+        from kubectl_kdoctor.cluster import warn_file_notes
+
+        warn_file_notes(inv, ui)
         from kubectl_kdoctor.local import run_local
 
         result = run_local(inv.task, name, ui.progress)

@@ -96,6 +96,8 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
         loaded = load_task_file(p["file"], kind)
         base, file_placement, notes = loaded.task, loaded.placement, loaded.ignored
         document = loaded.document
+        if p.get("name") is None and loaded.name:
+            p = {**p, "name": loaded.name}
 
     local = bool(p.get("local"))
     if local:

@@ -106,7 +106,8 @@ def connect(access: Access) -> Kube:
                 )
             if not ctx_name or ctx_name not in contexts:
                 raise ClusterError("the kubeconfig has no current context; give --context")
-            ctx = contexts[ctx_name]["context"]
+            node = contexts[ctx_name]["context"]
+            ctx = node.value if hasattr(node, "value") else node  # the raw dict, mutable
             if access.cluster:
                 ctx["cluster"] = access.cluster
             if access.user:

@@ -96,8 +96,25 @@ def task_report(kube: Kube, kind: str | None, name: str) -> RunResult:
     if doc is not None:
         run = from_report(doc)
         run.mode = "crd"
+        _add_status(run, obj.get("status") or {})
         return run
     return from_status(k, obj)
+
+
+def _add_status(run: RunResult, st: dict[str, Any]) -> None:
+    """What only ``.status`` knows: which nodes never reported, per round, and who was expected."""
+    for rec in st.get("history") or []:
+        r = int(rec.get("roundNumber") or 0)
+        if rec.get("notReportAgentNodeList"):
+            run.missing[r] = sorted(
+                set(run.missing.get(r, [])) | set(rec["notReportAgentNodeList"])
+            )
+        if r == run.rounds_done or not run.expected_nodes:
+            seen = set(rec.get("succeedAgentNodeList") or []) | set(
+                rec.get("failedAgentNodeList") or []
+            )
+            run.expected_nodes = sorted(seen | set(rec.get("notReportAgentNodeList") or []))
+    run.finished = bool(st.get("finish", run.finished))
 
 
 def from_status(kind: str, obj: dict[str, Any]) -> RunResult:
