@@ -50,6 +50,7 @@ from kubectl_kdoctor.engine.stats import (
 from kubectl_kdoctor.engine.tls import client_context
 
 UDP_SOCKETS = 8
+DRAIN_LIMIT = 1 << 16  # datagrams read from a socket before timing out its queries
 STREAMS = 1
 DOT_PORT = 853
 RCODE_NAMES = tuple(dns.rcode.to_text(dns.rcode.Rcode.make(i)) for i in range(16))
@@ -229,8 +230,10 @@ class DnsExecutor:
     def expire(self, now: float) -> None:
         for chan in self.channels():
             inflight = chan.inflight
-            if not inflight:
+            if not inflight or next(iter(inflight.values()))[2] > now:
                 continue
+            if isinstance(chan, UdpChannel):
+                chan.readable(DRAIN_LIMIT)  # replies still queued in the socket come first
             late = []
             for qid, q in inflight.items():
                 if q[2] > now:

@@ -64,8 +64,8 @@ class UdpChannel:
         self.refused = False  # ICMP port unreachable seen since the last reply
         asyncio.get_running_loop().add_reader(sock.fileno(), self.readable)
 
-    def readable(self) -> None:
-        # At most READ_BATCH datagrams per wake-up: the poll is level-triggered, so the rest
+    def readable(self, limit: int = READ_BATCH) -> None:
+        # At most ``limit`` datagrams per wake-up: the poll is level-triggered, so the rest
         # is read on the next loop iteration, after the pacer had its turn to send.
         sock = self.sock
         if sock is None:
@@ -73,7 +73,7 @@ class UdpChannel:
         recv = sock.recv
         inflight = self.inflight
         answer = self.ex.answer
-        for _ in range(READ_BATCH):
+        for _ in range(limit):
             try:
                 data = recv(4096)
             except BlockingIOError:

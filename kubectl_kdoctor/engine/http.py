@@ -35,6 +35,9 @@ from kubectl_kdoctor.engine.stats import (
 from kubectl_kdoctor.engine.tls import client_context, server_name
 
 USER_AGENT = f"kubectl-kdoctor/{__version__}"
+# Connections opened at once, at most: after a stall, a burst of sends queues for the
+# connections that free up instead of opening thousands of new ones.
+MAX_CONNECTING = 64
 
 
 class ParsedUrl:
@@ -104,6 +107,7 @@ class HttpExecutor:
         self.written = 0  # requests written (bytes out = written x request length)
         self.retries = 0  # requests sent again after the keep-alive race
         self.heads: dict[bytes, tuple[int, int, bool]] = {}  # parsed response heads
+        self.connecting = 0  # connections being opened
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -196,7 +200,7 @@ class HttpExecutor:
             if not conn.dead:
                 conn.start(req)
                 return
-        if self.nconns < self.max_conns:
+        if self.nconns < self.max_conns and self.connecting < MAX_CONNECTING:
             self._connect(req)
         else:
             self.pending.append(req)
@@ -225,7 +229,9 @@ class HttpExecutor:
 
     def dispatch_pending(self) -> None:
         pending = self.pending
-        while pending and (self.idle or self.nconns < self.max_conns):
+        while pending and (
+            self.idle or (self.nconns < self.max_conns and self.connecting < MAX_CONNECTING)
+        ):
             req = pending.popleft()
             if not req.done:
                 self.assign(req)
@@ -235,11 +241,20 @@ class HttpExecutor:
         conn.req = req
         req.conn = conn
         self.nconns += 1
+        self.connecting += 1
         task = asyncio.get_running_loop().create_task(self._open_conn(conn))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _open_conn(self, conn: Connection) -> None:
+        try:
+            await self._connect_transport(conn)
+        finally:
+            self.connecting -= 1
+        if self.pending:
+            self.dispatch_pending()
+
+    async def _connect_transport(self, conn: Connection) -> None:
         try:
             await asyncio.wait_for(
                 asyncio.get_running_loop().create_connection(
@@ -265,7 +280,6 @@ class HttpExecutor:
                     self.fail(req, TIMEOUT, f"connect: no answer within {self.timeout:g}s")
                 else:
                     self.fail(req, classify(e), f"connect: {describe(e)}")
-            self.dispatch_pending()
             return
         req = conn.req
         if conn.dead:  # given up while connecting (end of the run)

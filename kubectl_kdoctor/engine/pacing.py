@@ -12,6 +12,10 @@ the in-flight cap is reached (``OVERLOAD``) or when the generator is so far behi
 send would be more than ``max(timeout, MIN_MAX_LAG)`` late (``BEHIND``). After the last due
 send the pacer keeps ticking, expiring timed-out requests, until nothing is in flight.
 
+Timeouts are judged against the time of the previous wake-up, not the current one: the loop
+has polled the sockets since then, so an answer that arrived in time has been read before
+its request is declared timed out, even when this process was stalled or descheduled.
+
 Closed loop (``Load.concurrency > 0``, for benchmarks): keep that many requests in flight
 and send the next as soon as one ends, for ``duration`` seconds; intended = actual send time.
 """
@@ -96,10 +100,11 @@ async def _open_loop(
     t0 = clock()
     stats.start = time.time()
     next_progress = t0 + PROGRESS_EVERY
+    polled = t0  # the loop polled the sockets after this time (see _sleep)
     i = 0
     while i < planned:
         now = clock()
-        expire(now)
+        expire(polled)
         due = int((now - t0) * qps) + 1
         due = min(due, planned)
         if i < due:
@@ -125,7 +130,8 @@ async def _open_loop(
             progress()
         if i >= planned:
             break
-        delay = t0 + i / qps - clock()
+        polled = clock()
+        delay = t0 + i / qps - polled
         await sleep(delay if delay > TICK else TICK)
     stats.attack = clock() - t0
 
@@ -175,11 +181,12 @@ async def _closed_loop(
 
     ex.on_complete = on_complete
     next_progress = t0 + PROGRESS_EVERY
+    polled = t0
     while True:
         now = clock()
         if now >= t_end:
             break
-        ex.expire(now)
+        ex.expire(polled)
         refill()
         if progress is not None and now >= next_progress:
             next_progress = now + PROGRESS_EVERY
@@ -187,6 +194,7 @@ async def _closed_loop(
             stats.planned += count
             count = 0
             progress()
+        polled = clock()
         await asyncio.sleep(TICK)
     ex.on_complete = None
     stats.sent += count
@@ -200,11 +208,12 @@ async def _closed_loop(
 
 async def _drain(ex: Executor, stats: TargetStats, load: Load) -> None:
     """Wait for in-flight requests, expiring them at their timeout."""
-    deadline = clock() + load.timeout + DRAIN_SLACK
+    polled = clock()
+    deadline = polled + load.timeout + DRAIN_SLACK
     while ex.inflight > 0:
-        now = clock()
-        if now >= deadline:
+        if clock() >= deadline:
             ex.abort(TIMEOUT, "no answer before the end of the run")
             break
-        ex.expire(now)
+        ex.expire(polled)
+        polled = clock()
         await asyncio.sleep(TICK)

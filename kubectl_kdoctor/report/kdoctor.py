@@ -83,6 +83,12 @@ def to_report(run: RunResult) -> dict[str, Any]:
     }
     if run.notes:
         out["status"]["notes"] = list(run.notes)
+    if run.kind == NETREACH:
+        from kubectl_kdoctor.report.hints import hints
+
+        found = hints(run)
+        if found:
+            out["status"]["hints"] = found
     return out
 
 

@@ -123,8 +123,19 @@ def table(run: RunResult, wide: bool = False) -> str:
             tabulate(rows, headers=[*headers, *COLUMNS], tablefmt="plain", disable_numparse=True)
         )
     failures = list(_failures(run, nodes))
+    if len(failures) > MAX_FAILURE_LINES and not wide:
+        failures = _grouped_failures(run, nodes)
     if failures:
-        lines += ["", "Failures:"] + [f"  {f}" for f in failures]
+        shown = failures if wide else failures[:MAX_FAILURE_LINES]
+        lines += ["", "Failures:"] + [f"  {f}" for f in shown]
+        if len(shown) < len(failures):
+            lines.append(f"  ... and {len(failures) - len(shown)} more (-o wide lists every one)")
+    if run.kind == NETREACH:
+        from kubectl_kdoctor.report.hints import hints
+
+        found = hints(run)
+        if found:
+            lines += ["", "Likely culprits:"] + [f"  {h}" for h in found]
     if run.skipped_nodes:
         lines += ["", "Skipped nodes:"] + [
             f"  {k}: {v}" for k, v in sorted(run.skipped_nodes.items())
@@ -139,6 +150,37 @@ def table(run: RunResult, wide: bool = False) -> str:
         ]
     lines += [f"Note: {x}" for x in run.notes]
     return "\n".join(lines) + "\n"
+
+
+MAX_FAILURE_LINES = 40
+
+
+def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:
+    """Failing cells grouped by destination and path ("node-17 [pod/ipv4]: fails from 99 of
+    99 nodes"), then by source, so a large cluster's table stays readable."""
+    out = [
+        f"{node}: never reported (round {r})"
+        for r, ms in sorted(run.missing_nodes().items())
+        for node in ms
+    ]
+    out += [f"{n.node}: {n.error}" for n in nodes if n.error]
+    total: dict[tuple[str, str], set[str]] = {}
+    bad: dict[tuple[str, str], set[str]] = {}
+    for n in nodes:
+        for t in n.targets:
+            key = (t.target_node or "(service)", f"{t.path}/{t.family}")
+            total.setdefault(key, set()).add(n.node)
+            if not t.passed:
+                bad.setdefault(key, set()).add(n.node)
+    for (dest, path), srcs in sorted(bad.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        n_all = len(total[(dest, path)])
+        who = (
+            "every node"
+            if len(srcs) == n_all
+            else ", ".join(sorted(srcs)[:5]) + (" ..." if len(srcs) > 5 else "")
+        )
+        out.append(f"{dest} [{path}]: fails from {len(srcs)} of {n_all} nodes ({who})")
+    return out
 
 
 def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:

@@ -1,0 +1,133 @@
+"""Culprit hints: name the likely cause where the netreach matrix shows a clear pattern.
+
+Each rule looks at the cells (source node, path, family, destination node) -> pass/fail,
+merged across rounds:
+
+- every path to one node fails from every other node          -> that node's network (or agent)
+- every path from one node fails                                -> that node's network
+- pod IPs work from a node but its ClusterIP cells all fail,
+  and the NodePort cells *to* it fail from everywhere           -> that node's service proxy
+- only one pair of nodes fails, in both directions              -> the link between them
+- every IPv6 cell fails while IPv4 works                        -> the IPv6 data path
+  (or only between some pairs)
+- only the Ingress fails / only the LoadBalancer fails          -> the ingress controller / LB
+- secondary-interface (multus) cells to a node fail, pod IP ok  -> that node's secondary network
+
+Hints are hints: they state the pattern they saw, so a reader can check it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kubectl_kdoctor.report.model import RunResult, TargetResult, merge_targets
+
+Cell = tuple[str, str, str, str]  # source, path, family, destination ("*" for LB/Ingress)
+
+
+def cells(run: RunResult) -> dict[Cell, bool]:
+    out: dict[Cell, bool] = {}
+    for n in run.merged_by_node():
+        groups: dict[Cell, list[TargetResult]] = defaultdict(list)
+        for t in n.targets:
+            if t.path:
+                groups[(n.node, t.path, t.family or "", t.target_node or "*")].append(t)
+        for key, parts in groups.items():
+            merged = merge_targets(parts, run.expect)
+            out[key] = all(m.passed for m in merged)
+    return out
+
+
+def _all_fail(values: list[bool]) -> bool:
+    return bool(values) and not any(values)
+
+
+def hints(run: RunResult) -> list[str]:
+    c = cells(run)
+    if not c or all(c.values()):
+        return []
+    nodes = sorted({k[0] for k in c} | {k[3] for k in c if k[3] != "*"})
+    out: list[str] = []
+    dead_to: set[str] = set()
+    dead_from: set[str] = set()
+    for x in nodes:
+        to_x = [ok for (s, p, f, d), ok in c.items() if d == x and s != x]
+        from_x = [ok for (s, p, f, d), ok in c.items() if s == x and d not in (x, "*")]
+        if len(nodes) > 2 and _all_fail(to_x):
+            dead_to.add(x)
+        if len(nodes) > 2 and _all_fail(from_x):
+            dead_from.add(x)
+    for x in sorted(dead_to & dead_from):
+        out.append(f"{x}: every path to and from it fails - its network (or its agent)")
+    for x in sorted(dead_to - dead_from):
+        out.append(f"{x}: every path to it fails from every other node - its network or its agent")
+    for x in sorted(dead_from - dead_to):
+        out.append(f"{x}: every path from it fails - its network")
+    suspects = dead_to | dead_from
+
+    for x in nodes:
+        if x in suspects:
+            continue
+        pod_from = [ok for (s, p, f, d), ok in c.items() if s == x and p == "pod"]
+        cip_from = [
+            ok for (s, p, f, d), ok in c.items() if s == x and p in ("clusterip", "loadbalancer")
+        ]
+        np_to = [ok for (s, p, f, d), ok in c.items() if d == x and p == "nodeport"]
+        if pod_from and all(pod_from) and (_all_fail(cip_from) or _all_fail(np_to)):
+            what = [
+                w
+                for w, v in (("ClusterIP from it", cip_from), ("its NodePort", np_to))
+                if _all_fail(v)
+            ]
+            out.append(
+                f"{x}: pod IPs work but {' and '.join(what)} fail - its service proxy (kube-proxy)"
+            )
+            suspects.add(x)
+
+    pairs: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for (s, _p, _f, d), ok in c.items():
+        if d not in ("*", s) and s not in suspects and d not in suspects:
+            pairs[tuple(sorted((s, d)))].append(ok)  # type: ignore[index]
+    bad_pairs = [pair for pair, oks in pairs.items() if _all_fail(oks)]
+    for a, b in sorted(bad_pairs):
+        out.append(
+            f"{a} <-> {b}: every path between them fails, both ways, while each reaches the others - the link between them"
+        )
+
+    fams = {f for (_, _, f, _) in c}
+    if {"ipv4", "ipv6"} <= fams:
+        v4 = [ok for (s, p, f, d), ok in c.items() if f == "ipv4"]
+        v6 = [ok for (s, p, f, d), ok in c.items() if f == "ipv6"]
+        if all(v4) and _all_fail(v6):
+            out.append(
+                "only IPv6 fails (every IPv6 cell, every IPv4 cell passes) - the IPv6 data path"
+            )
+        elif all(v4) and not all(v6):
+            v6_pairs = sorted(
+                {
+                    tuple(sorted((s, d)))
+                    for (s, p, f, d), ok in c.items()
+                    if f == "ipv6" and not ok and d != "*"
+                }
+            )
+            if v6_pairs:
+                listed = ", ".join(f"{a} <-> {b}" for a, b in v6_pairs[:5])
+                out.append(f"only IPv6 fails, between {listed} - the IPv6 path between those nodes")
+
+    for path, what in (
+        ("ingress", "the ingress controller or its route"),
+        ("loadbalancer", "the load balancer"),
+    ):
+        this = [ok for (s, p, f, d), ok in c.items() if p == path]
+        others = [ok for (s, p, f, d), ok in c.items() if p != path]
+        if _all_fail(this) and others and all(others):
+            out.append(f"only the {path} path fails, from every node - {what}")
+
+    for x in nodes:
+        mul = [ok for (s, p, f, d), ok in c.items() if d == x and p == "multus"]
+        pod = [ok for (s, p, f, d), ok in c.items() if d == x and p == "pod"]
+        if _all_fail(mul) and pod and all(pod):
+            out.append(
+                f"{x}: its pod IP answers but its secondary interface does not - its secondary (multus) network"
+            )
+    return out
