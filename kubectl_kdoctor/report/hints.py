@@ -114,14 +114,14 @@ def hints(run: RunResult) -> list[str]:
                 listed = ", ".join(f"{a} <-> {b}" for a, b in v6_pairs[:5])
                 out.append(f"only IPv6 fails, between {listed} - the IPv6 path between those nodes")
 
-    for path, what in (
+    for front, culprit in (
         ("ingress", "the ingress controller or its route"),
         ("loadbalancer", "the load balancer"),
     ):
-        this = [ok for (s, p, f, d), ok in c.items() if p == path]
-        others = [ok for (s, p, f, d), ok in c.items() if p != path]
+        this = [ok for (_s, p, _f, _d), ok in c.items() if p == front]
+        others = [ok for (_s, p, _f, _d), ok in c.items() if p != front]
         if _all_fail(this) and others and all(others):
-            out.append(f"only the {path} path fails, from every node - {what}")
+            out.append(f"only the {front} path fails, from every node - {culprit}")
 
     for x in nodes:
         mul = [ok for (s, p, f, d), ok in c.items() if d == x and p == "multus"]
