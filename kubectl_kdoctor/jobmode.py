@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from kubectl_kdoctor.errors import AgentStartError, ClusterError, Interrupted, NotFound
+from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
@@ -42,6 +42,7 @@ from kubectl_kdoctor.runconfig import (
     decode_report,
     to_json,
 )
+from kubectl_kdoctor.sampling import choose_peers, peer_plan
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
 from kubectl_kdoctor.ui import UI
@@ -62,6 +63,30 @@ STUCK_REASONS = {
 }
 
 
+MAX_TOTAL_QPS = 20_000  # requests/s over every agent and target; above needs --force
+
+
+def targets_per_agent(paths: tuple[str, ...], families: tuple[str, ...], peers: int) -> int:
+    """Targets one netreach agent drives: per peer (itself included) and family, one per
+    per-node path; plus one LoadBalancer and one Ingress target per family."""
+    per_peer = sum(1 for p in paths if p in ("pod", "clusterip", "nodeport", "multus"))
+    shared = sum(1 for p in paths if p in ("loadbalancer", "ingress"))
+    return len(families) * (per_peer * peers + shared)
+
+
+def guard_load(qps: int, agents: int, per_agent: int, duration: float, force: bool) -> int:
+    """The total request rate of a run; InputError above MAX_TOTAL_QPS without --force, so a
+    typo cannot flood a production cluster."""
+    total = qps * agents * per_agent
+    if total > MAX_TOTAL_QPS and not force:
+        raise InputError(
+            f"total load {qps} qps x {agents} agents x {per_agent} targets = {total:,} requests/s "
+            f"is above {MAX_TOTAL_QPS:,}/s; lower --qps, sample with --peers, or add --force",
+            "--qps",
+        )
+    return total
+
+
 @dataclasses.dataclass
 class Plan:
     """Everything a run will create, built before anything is created."""
@@ -76,6 +101,7 @@ class Plan:
     config: AgentConfig
     secret_data: dict[str, str]
     job: dict[str, Any]
+    per_agent: int = 1
 
     def owned(self, job_uid: str) -> list[dict[str, Any]]:
         """The objects the Job owns, in creation order."""
@@ -160,14 +186,23 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
     secret_data: dict[str, str] = {}
     if task.kind == HTTP:
         assert task.http is not None
-        for k, val in task.http.headers:
-            if k in task.secret_headers:
-                secret_data[f"{SECRET_HEADER_PREFIX}{k.lower()}"] = val
+        for header, val in task.http.headers:
+            if header in task.secret_headers:
+                secret_data[f"{SECRET_HEADER_PREFIX}{header.lower()}"] = val
         for field, key in (("cacert", SECRET_CA), ("cert", SECRET_CERT), ("key", SECRET_KEY)):
             path = getattr(task.http, field)
             if path:
                 with open(path) as fh:
                     secret_data[key] = fh.read()
+    plan_of_peers: dict[str, list[str]] = {}
+    per_agent = 1
+    if task.kind == NETREACH:
+        assert task.netreach is not None
+        peers = choose_peers(len(nodes), task.netreach.peers)
+        if peers < len(nodes) - 1:
+            plan_of_peers = peer_plan([n.name for n in nodes], peers)
+        per_agent = targets_per_agent(task.netreach.paths, families, peers + 1)
+    guard_load(task.load.qps, len(nodes), per_agent, task.load.duration, inv.control.force)
     load_time = task.rounds * max(task.interval, task.load.duration + task.load.timeout)
     peers_wait = inv.control.start_timeout + 30
     deadline = math.ceil(inv.control.start_timeout + peers_wait + load_time + 120)
@@ -181,6 +216,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         peers_wait=peers_wait,
         finish_wait=max(60.0, load_time + 30),
         secret=bool(secret_data),
+        peer_plan=plan_of_peers,
     )
     job = m.job(
         run=name,
@@ -205,6 +241,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         config,
         secret_data,
         job,
+        per_agent,
     )
 
 
@@ -325,6 +362,12 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
         skipped_nodes=dict(p.skipped),
         mode="job",
     )
+    if p.config.peer_plan:
+        run.peer_plan = dict(p.config.peer_plan)
+        k = len(next(iter(p.config.peer_plan.values())))
+        run.notes.append(
+            f"sampled: each node probed itself and {k} of {len(p.nodes) - 1} peers (status.sampledPeers)"
+        )
     pods: dict[str, Any] = {}
     reported: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
@@ -474,9 +517,16 @@ def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | 
             cluster_dns=False,
         ),
     )
-    ui.progress(
-        f"run {p.name}: {len(p.nodes)} agent(s) in namespace {p.namespace}, image {p.image}"
+    total = p.task.load.qps * len(p.nodes) * p.per_agent
+    ui.info(
+        f"run {p.name}: {len(p.nodes)} agent(s) x {p.per_agent} target(s) x {p.task.load.qps} qps"
+        f" = {total:,} requests/s for {p.task.load.duration:g}s, namespace {p.namespace}, image {p.image}"
     )
+    if p.config.peer_plan:
+        k = len(next(iter(p.config.peer_plan.values())))
+        ui.info(
+            f"sampling: each node probes {k} of {len(p.nodes) - 1} peers (and itself); --peers to change"
+        )
     with _sigterm_as_interrupt():
         created = False
         try:

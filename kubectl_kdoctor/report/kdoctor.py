@@ -83,6 +83,8 @@ def to_report(run: RunResult) -> dict[str, Any]:
     }
     if run.notes:
         out["status"]["notes"] = list(run.notes)
+    if run.peer_plan:
+        out["status"]["sampledPeers"] = {k: list(v) for k, v in run.peer_plan.items()}
     if run.kind == NETREACH:
         from kubectl_kdoctor.report.hints import hints
 
@@ -285,6 +287,7 @@ def _from_current(doc: Mapping[str, Any], expect: Expect | None) -> RunResult:
         skipped_nodes=dict(status.get("skippedNodes") or {}),
         missing={int(k): list(v) for k, v in (status.get("notReportedNodes") or {}).items()},
         notes=list(status.get("notes") or []),
+        peer_plan={k: list(v) for k, v in (status.get("sampledPeers") or {}).items()},
     )
     rep = doc.get("report") or {}
     entries = list(rep.get("previousRoundReports") or []) + list(rep.get("latestRoundReport") or [])

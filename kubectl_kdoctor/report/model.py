@@ -84,6 +84,7 @@ class RunResult:
     mode: str = "local"
     finished: bool = True
     notes: list[str] = dataclasses.field(default_factory=list)
+    peer_plan: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # sampled pairs
 
     # --- derived views ----------------------------------------------------------------
 

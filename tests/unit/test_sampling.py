@@ -1,0 +1,33 @@
+"""The sampling guarantee, as a property: every node probed and probing, K each way."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubectl_kdoctor.sampling import FULL_MESH_MAX, choose_peers, peer_plan
+
+
+@given(n=st.integers(min_value=1, max_value=400), k=st.integers(min_value=1, max_value=60))
+def test_every_node_probes_and_is_probed_k_times(n: int, k: int) -> None:
+    nodes = [f"node-{i}" for i in range(n)]
+    plan = peer_plan(nodes, k)
+    kk = min(k, n - 1)
+    assert set(plan) == set(nodes)
+    probed = Counter(p for peers in plan.values() for p in peers)
+    for node, peers in plan.items():
+        assert len(peers) == len(set(peers)) == kk
+        assert node not in peers
+    if kk:
+        assert set(probed) == set(nodes)
+        assert set(probed.values()) == {kk}
+
+
+def test_full_mesh_below_the_threshold_then_sampled() -> None:
+    assert choose_peers(FULL_MESH_MAX, 0) == FULL_MESH_MAX - 1
+    assert choose_peers(FULL_MESH_MAX + 1, 0) == 10
+    assert choose_peers(5, 50) == 4
+    plan = peer_plan(["a", "b", "c", "d"], 3)
+    assert plan["a"] == ["b", "c", "d"]
