@@ -8,11 +8,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import anyio
 import pytest
 
-from bench.servers import Nginx
+from bench.servers import Nginx, Unbound
 from kubectl_kdoctor.engine.pacing import drive
-from kubectl_kdoctor.engine.spec import HttpSpec, Load
+from kubectl_kdoctor.engine.runner import Target, make_executor, new_stats
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
 from kubectl_kdoctor.engine.stats import BEHIND, OVERLOAD, TIMEOUT, TargetStats
 from tests.engine._util import check_accounting, run_one
 
@@ -171,3 +173,37 @@ def test_closed_loop_keeps_concurrency(nginx: Nginx) -> None:
     stats, ex = drive_memory(Load(duration=0.3, concurrency=7), delay=0.002)
     assert ex.max_inflight == 7
     assert stats.success == stats.sent > 7
+
+
+@pytest.mark.parametrize("kind", ["http", "dns"])
+def test_stalled_generator_does_not_invent_timeouts(
+    nginx: Nginx, dns_server: Unbound, kind: str
+) -> None:
+    # The loop is blocked for 0.5 s, longer than the 0.3 s timeout, while answers to the
+    # requests just sent arrive: they were in time and must count as such, not as timeouts.
+    spec: HttpSpec | DnsSpec = (
+        HttpSpec(nginx.http_url)
+        if kind == "http"
+        else DnsSpec(dns_server.host, dns_server.a_name, port=dns_server.port)
+    )
+    load = Load(qps=200, duration=1.0, timeout=0.3)
+
+    async def main() -> TargetStats:
+        stats = new_stats(Target("t", spec, load))
+        ex = make_executor(Target("t", spec, load), stats)
+        await ex.open()
+
+        async def stall() -> None:
+            await asyncio.sleep(0.3)
+            time.sleep(0.5)
+
+        task = asyncio.get_running_loop().create_task(stall())
+        await drive(ex, stats, load)
+        await task
+        return stats
+
+    s = anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    assert TIMEOUT not in s.errors, s.errors
+    assert s.success == s.sent > 0
+    assert s.errors.get(BEHIND, 0) == s.skipped > 0
+    check_accounting(s)
