@@ -91,7 +91,7 @@ def describe_open(r: EngineResult) -> str:
     return (
         f"{s.sent:,}/{s.planned:,} sent, {s.success:,} ok, send lag p50 "
         f"{ms(s.send_lag.percentile(0.5))} p99 {ms(s.send_lag.percentile(0.99))}, "
-        f"late {s.late:,}, skipped {s.skipped:,}, latency p50 {ms(s.latency.percentile(0.5))} "
+        f"late {s.late:,}, skipped {s.skipped:,} ({errors(s)}), latency p50 {ms(s.latency.percentile(0.5))} "
         f"p99 {ms(s.latency.percentile(0.99))}, CPU {r.cpu:.0%}, RSS {r.maxrss_mb:.0f} MB, "
         f"preempted {r.preempted:,} times"
     )
