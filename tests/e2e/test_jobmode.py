@@ -427,3 +427,45 @@ def test_dns_against_the_cluster_dns(local_cluster: LocalCluster, ns: str) -> No
         "1s",
     )
     assert nx.returncode == 1 and "NXDOMAIN" in nx.stdout
+
+
+def test_no_wait_then_get_report_delete_and_cleanup(local_cluster: LocalCluster, ns: str) -> None:
+    created = kdoctor(local_cluster, *NETREACH[:-2], "-n", ns, "--name", "nowait", "--no-wait")
+    assert created.returncode == 0, created.stderr
+    assert "run nowait created" in created.stdout
+    listed = kdoctor(local_cluster, "get", "run", "-n", ns)
+    assert "nowait" in listed.stdout and "run/netreach" in listed.stdout
+    deadline = time.monotonic() + 120
+    while True:
+        rep = kdoctor(local_cluster, "report", "nowait", "-n", ns, "-o", "json")
+        doc = json.loads(rep.stdout) if rep.stdout.startswith("{") else {}
+        if (doc and doc["status"]["status"] == "Finished") or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert rep.returncode == 0, rep.stderr
+    assert len(doc["report"]["latestRoundReport"]) == len(local_cluster.nodes)
+    gone = kdoctor(local_cluster, "delete", "nowait", "-n", ns)
+    assert gone.returncode == 0 and f"deleted run {ns}/nowait" in gone.stdout
+    assert wait_clean(local_cluster, ns) == []
+    again = kdoctor(local_cluster, "delete", "nowait", "-n", ns)
+    assert again.returncode == 3 and "no run or kdoctor task named nowait" in again.stderr
+    kept = kdoctor(local_cluster, *NETREACH, "-n", ns, "--name", "kept", "--keep")
+    assert kept.returncode == 0 and leftovers(local_cluster, ns)
+    swept = kdoctor(local_cluster, "cleanup", "-n", ns)
+    assert swept.returncode == 0 and f"job {ns}/kept" in swept.stdout
+    assert wait_clean(local_cluster, ns) == []
+
+
+def test_dry_run_prints_every_object_and_creates_nothing(
+    local_cluster: LocalCluster, ns: str
+) -> None:
+    proc = kdoctor(
+        local_cluster, "netreach", "-n", ns, "--mode", "job", "--dry-run=client", "-o", "yaml"
+    )
+    assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    kinds = [d["kind"] for d in yaml.safe_load_all(proc.stdout)]
+    assert kinds[:5] == ["Job", "ServiceAccount", "Role", "RoleBinding", "ConfigMap"]
+    assert kinds.count("Service") == len(local_cluster.nodes)
+    assert leftovers(local_cluster, ns) == []
