@@ -110,7 +110,14 @@ class Plan:
         cfg = dataclasses.replace(self.config, job_uid=job_uid)
         objs = [
             m.service_account(run, kind, ns, own),
-            m.role(run, kind, ns, own, secret=bool(self.secret_data)),
+            m.role(
+                run,
+                kind,
+                ns,
+                own,
+                secret=bool(self.secret_data),
+                ingress="ingress" in (self.task.netreach.paths if self.task.netreach else ()),
+            ),
             m.role_binding(run, kind, ns, own),
             m.config_map(run, kind, ns, own, to_json(cfg)),
         ]
@@ -133,18 +140,14 @@ class Plan:
         return objs
 
 
-def cluster_families(kube: Kube, nodes: list[NodeInfo]) -> tuple[str, ...]:
-    """What the cluster has: the families of the ``kubernetes`` Service (and node addresses)."""
-    fams: list[str] = []
-    try:
-        with api_errors("read Service default/kubernetes"):
-            svc = kube.core.read_namespaced_service("kubernetes", "default", **kube.kw())
-        fams = ["ipv6" if f == "IPv6" else "ipv4" for f in (svc.spec.ip_families or [])]
-    except ClusterError:
-        pass
-    if not fams:
-        fams = ["ipv4"] if any(n.ipv4 for n in nodes) else ["ipv6"]
-    return tuple(fams)
+def cluster_families(nodes: list[NodeInfo]) -> tuple[str, ...]:
+    """What the cluster has: the IP families every selected node has an address in."""
+    fams = [
+        f
+        for f, has in (("ipv4", all(n.ipv4 for n in nodes)), ("ipv6", all(n.ipv6 for n in nodes)))
+        if has
+    ]
+    return tuple(fams) or ("ipv4",)
 
 
 def cluster_dns(kube: Kube) -> str:
@@ -171,13 +174,14 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
     if task.kind == NETREACH:
         assert task.netreach is not None
         fam = task.netreach.ip_family
-        families = (
-            cluster_families(kube, nodes)
-            if fam is None
-            else ("ipv4", "ipv6")
-            if fam == "dual"
-            else (fam,)
-        )
+        have = cluster_families(nodes)
+        families = have if fam is None else ("ipv4", "ipv6") if fam == "dual" else (fam,)
+        lacking = [f for f in families if f not in have]
+        if lacking:
+            raise ClusterError(
+                f"--ip-family {fam}: not every selected node has an {' and '.join(lacking)} address "
+                f"(they have {'/'.join(have)})"
+            )
     if task.kind == DNS:
         assert task.dns is not None
         if not task.dns.server:
@@ -228,6 +232,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         tolerations=tolerations,
         host_network=inv.placement.host_network,
         active_deadline=deadline,
+        networks=task.netreach.networks if task.netreach else None,
         ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
     )
     return Plan(
@@ -331,6 +336,31 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _await_addresses(kube: Kube, p: Plan, wanted: set[str], late: bool) -> set[str]:
+    """The paths among LoadBalancer/Ingress whose address has not appeared yet; when ``late``
+    (past --start-timeout) a missing one ends the run with a message saying what to check."""
+    from kubectl_kdoctor.kube.discovery import ingress_addresses, load_balancer_addresses
+
+    left = set(wanted)
+    if "loadbalancer" in left and load_balancer_addresses(kube, p.namespace, p.name):
+        left.discard("loadbalancer")
+    if "ingress" in left and ingress_addresses(kube, p.namespace, p.name):
+        left.discard("ingress")
+    if left and late:
+        why = {
+            "loadbalancer": f"Service {p.name}-lb got no LoadBalancer address: is a load-balancer controller installed?",
+            "ingress": f"Ingress {p.name} got no address: is an ingress controller serving "
+            + (
+                f"class {p.task.netreach.ingress_class}"
+                if p.task.netreach and p.task.netreach.ingress_class
+                else "the default class"
+            )
+            + "?",
+        }
+        raise AgentStartError(f"within --start-timeout: {'; '.join(why[w] for w in sorted(left))}")
+    return left
+
+
 def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
     """Follow the run until every agent reported or failed; raise AgentStartError when
     agents cannot start."""
@@ -375,6 +405,9 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
     load_time = p.task.rounds * max(p.task.interval, p.task.load.duration + p.task.load.timeout)
     all_ready_at: float | None = None
     last_progress = ""
+    paths = set(p.task.netreach.paths) if p.task.netreach else set()
+    wanted = paths & {"loadbalancer", "ingress"}
+    next_address_check = 0.0
     try:
         while True:
             try:
@@ -436,6 +469,9 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
                 raise AgentStartError(
                     f"agents not ready within --start-timeout {start_timeout:g}s: {', '.join(sorted(not_ready))}"
                 )
+            if wanted and now >= next_address_check:
+                next_address_check = now + 2.0
+                wanted = _await_addresses(kube, p, wanted, now - started > start_timeout)
             if all_ready_at is not None and now - all_ready_at > load_time + start_timeout + 90:
                 break  # the rest never reported; named as such in the report
     finally:

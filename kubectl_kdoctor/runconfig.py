@@ -37,8 +37,6 @@ class AgentConfig:
     peers_wait: float = 120.0  # seconds to wait for every peer to be ready
     finish_wait: float = 60.0  # seconds to keep serving for peers after our own report
     secret: bool = False  # the Secret <run> exists
-    lb_address: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> LB IP
-    ingress_url: str | None = None
     peer_plan: dict[str, list[str]] = dataclasses.field(
         default_factory=dict
     )  # node -> peers (sampling)
@@ -69,7 +67,7 @@ class Endpoints:
     node_ports: dict[int, dict[str, int]]  # agent index -> family -> NodePort of <run>-<index>
     node_addresses: dict[str, dict[str, str]]  # node -> family -> address
     lb: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> LB IP
-    ingress_url: str | None = None
+    ingress_urls: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> URL
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
@@ -137,8 +135,6 @@ def to_json(cfg: AgentConfig) -> str:
             "peersWait": cfg.peers_wait,
             "finishWait": cfg.finish_wait,
             "secret": cfg.secret,
-            "lbAddress": cfg.lb_address,
-            "ingressUrl": cfg.ingress_url,
             "peerPlan": cfg.peer_plan,
         },
         indent=1,
@@ -160,8 +156,6 @@ def from_json(text: str) -> AgentConfig:
         peers_wait=float(d.get("peersWait", 120.0)),
         finish_wait=float(d.get("finishWait", 60.0)),
         secret=bool(d.get("secret")),
-        lb_address=dict(d.get("lbAddress") or {}),
-        ingress_url=d.get("ingressUrl"),
         peer_plan={k: list(v) for k, v in (d.get("peerPlan") or {}).items()},
     )
 

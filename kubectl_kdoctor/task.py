@@ -83,6 +83,7 @@ class NetReachTargets:
     ip_family: str | None = None  # None: what the cluster has
     ingress_class: str | None = None
     peers: int = 0  # 0 = full mesh
+    networks: str | None = None  # multus: the k8s.v1.cni.cncf.io/networks request for agents
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,8 +69,9 @@ def run_name(text: str, flag: str = "--name") -> str:
 
 
 def node_name(text: str, flag: str = "--node") -> str:
+    """A lower-case DNS subdomain (node names, IngressClass names)."""
     if not text or len(text) > 253 or not _HOSTNAME.match(text) or text != text.lower():
-        raise InputError(f"must be a node name (a lower-case DNS subdomain; got {text!r})", flag)
+        raise InputError(f"must be a lower-case DNS subdomain (got {text!r})", flag)
     return text
 
 
@@ -248,3 +249,18 @@ def pem_file(text: str, flag: str, what: str) -> str:
     if marker not in data:
         raise InputError(f"{text} holds no PEM {what}", flag)
     return path
+
+
+_NET = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(@[a-zA-Z0-9_.-]{1,15})?$"
+)
+
+
+def multus_networks(text: str, flag: str = "--multus-networks") -> str:
+    """A multus network request: a comma list of ``[namespace/]name[@interface]``."""
+    items = [i.strip() for i in text.split(",")]
+    if not text.strip() or any(not _NET.match(i) for i in items):
+        raise InputError(
+            f"must be a comma list of [namespace/]name[@interface] (got {text!r})", flag
+        )
+    return ",".join(items)

@@ -45,6 +45,7 @@ from kubectl_kdoctor.runconfig import (
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Access, Task
 
 WARM_UP_LIMIT = 15.0  # seconds to wait for fresh Service paths to answer once
+ADDRESS_WAIT = 60.0  # seconds to wait for LoadBalancer / Ingress addresses
 
 
 def log(msg: str) -> None:
@@ -234,6 +235,10 @@ async def _plan(
     deadline = time.monotonic() + cfg.peers_wait
     peers = await anyio.to_thread.run_sync(discovery.wait_for_peers, kube, cfg, deadline)
     eps = await anyio.to_thread.run_sync(discovery.endpoints, kube, cfg)
+    until = time.monotonic() + ADDRESS_WAIT
+    while missing_paths(task.netreach.paths, cfg.families, eps) and time.monotonic() < until:
+        await anyio.sleep(1)  # a load balancer or ingress controller publishes its address late
+        eps = await anyio.to_thread.run_sync(discovery.endpoints, kube, cfg)
     error = None
     if len(peers) < cfg.expected:
         error = f"only {len(peers)}/{cfg.expected} agents became ready within {cfg.peers_wait:g}s"

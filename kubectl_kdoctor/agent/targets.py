@@ -108,14 +108,8 @@ def netreach_targets(
                 fam,
                 None,
             )
-        if "ingress" in paths and fam == "ipv4" and endpoints.ingress_url:
-            add(
-                f"AgentIngress_v4_{endpoints.ingress_url}",
-                endpoints.ingress_url,
-                "ingress",
-                fam,
-                None,
-            )
+        if "ingress" in paths and (iurl := endpoints.ingress_urls.get(fam)):
+            add(f"AgentIngress_{fam[2:]}_{iurl}", iurl, "ingress", fam, None)
     return out
 
 
@@ -129,6 +123,6 @@ def missing_paths(
             out.append(f"no {fam} NodePort on the run's Services")
         if "loadbalancer" in paths and not endpoints.lb.get(fam):
             out.append(f"no {fam} LoadBalancer address (is a load-balancer controller installed?)")
-    if "ingress" in paths and not endpoints.ingress_url:
+    if "ingress" in paths and not endpoints.ingress_urls:
         out.append("no Ingress address (is an ingress controller serving that class?)")
     return out

@@ -349,6 +349,11 @@ def _netreach(p: dict[str, Any], base: Task | None) -> NetReachTargets:
     if p.get("ingress_class") and "ingress" not in paths:
         raise InputError("needs 'ingress' in --targets", "--ingress-class")
     if ingress_class is not None:
-        v.run_name(ingress_class, "--ingress-class") if len(ingress_class) <= 40 else None
+        v.node_name(ingress_class, "--ingress-class")
     peers = v.positive_int(p["peers"], "--peers") if p.get("peers") is not None else b.peers
-    return NetReachTargets(paths=paths, ip_family=family, ingress_class=ingress_class, peers=peers)
+    networks = b.networks
+    if p.get("multus_networks") is not None:
+        networks = v.multus_networks(p["multus_networks"])
+        if "multus" not in paths:
+            raise InputError("needs 'multus' in --targets", "--multus-networks")
+    return NetReachTargets(paths, family, ingress_class, peers, networks)

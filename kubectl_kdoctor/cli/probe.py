@@ -47,6 +47,11 @@ def _execute(kind: str, params: dict[str, Any]) -> int:
 @click.option(
     "--peers", metavar="K", help="Probe K peers per node instead of the full mesh (large clusters)."
 )
+@click.option(
+    "--multus-networks",
+    metavar="NET[,NET]",
+    help="Secondary networks for the agents (k8s.v1.cni.cncf.io/networks), e.g. ns/macvlan-net.",
+)
 @load_options
 @placement_options
 @run_options

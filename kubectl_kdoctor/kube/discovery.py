@@ -133,7 +133,47 @@ def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
         }
         for n in cfg.nodes
     }
-    return Endpoints(cluster_ips, node_ports, addresses, lb, cfg.ingress_url)
+    ingress_urls: dict[str, str] = {}
+    nr = cfg.task.netreach
+    if nr is not None and "ingress" in nr.paths:
+        ingress_urls = ingress_addresses(kube, cfg.namespace, cfg.run)
+    return Endpoints(cluster_ips, node_ports, addresses, lb, ingress_urls)
+
+
+def ingress_addresses(kube: Kube, namespace: str, run: str) -> dict[str, str]:
+    """family -> URL of the run's Ingress path on each address its controller published."""
+    from kubectl_kdoctor.errors import NotFound
+
+    try:
+        with api_errors(f"read Ingress {run}"):
+            ing = kube.networking.read_namespaced_ingress(run, namespace)
+    except NotFound:
+        return {}
+    out: dict[str, str] = {}
+    status = ing.status.load_balancer if ing.status else None
+    for entry in (status.ingress if status else None) or []:
+        if entry.ip:
+            fam = "ipv6" if ":" in entry.ip else "ipv4"
+            host = f"[{entry.ip}]" if fam == "ipv6" else entry.ip
+            out.setdefault(fam, f"http://{host}/kdoctor/{run}")
+    return out
+
+
+def load_balancer_addresses(kube: Kube, namespace: str, run: str) -> dict[str, str]:
+    """family -> the first LoadBalancer address of Service ``<run>-lb``."""
+    from kubectl_kdoctor.errors import NotFound
+
+    try:
+        with api_errors(f"read Service {run}-lb"):
+            svc = kube.core.read_namespaced_service(f"{run}-lb", namespace)
+    except NotFound:
+        return {}
+    out: dict[str, str] = {}
+    status = svc.status.load_balancer if svc.status else None
+    for entry in (status.ingress if status else None) or []:
+        if entry.ip:
+            out.setdefault("ipv6" if ":" in entry.ip else "ipv4", entry.ip)
+    return out
 
 
 def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: float) -> int:

@@ -21,6 +21,7 @@ ROLE = "kdoctor.io/role"  # agent | report | config | service
 NODE = "kdoctor.io/node"
 INDEX = "batch.kubernetes.io/job-completion-index"
 
+MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
 TTL_AFTER_FINISHED = 120
@@ -70,6 +71,7 @@ def job(
     tolerations: list[dict[str, str]],
     host_network: bool,
     active_deadline: int,
+    networks: str | None = None,
     ttl: int = TTL_AFTER_FINISHED,
 ) -> dict[str, Any]:
     n = len(nodes)
@@ -151,6 +153,9 @@ def job(
     }
     if tolerations:
         pod_spec["tolerations"] = tolerations
+    template_meta: dict[str, Any] = {"labels": agent_labels}
+    if networks:
+        template_meta["annotations"] = {MULTUS_NETWORKS: networks}
     if host_network:
         pod_spec["hostNetwork"] = True
         pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
@@ -167,7 +172,7 @@ def job(
             "maxFailedIndexes": n,
             "ttlSecondsAfterFinished": ttl,
             "activeDeadlineSeconds": active_deadline,
-            "template": {"metadata": {"labels": agent_labels}, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
 
@@ -190,7 +195,12 @@ AGENT_RULES = [
 
 
 def role(
-    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, secret: bool
+    run: str,
+    kind: str,
+    namespace: str,
+    own: list[dict[str, Any]] | None,
+    secret: bool,
+    ingress: bool = False,
 ) -> dict[str, Any]:
     rules = [dict(r) for r in AGENT_RULES]
     rules.append(
@@ -199,6 +209,15 @@ def role(
     if secret:
         rules.append(
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [run], "verbs": ["get"]}
+        )
+    if ingress:
+        rules.append(
+            {
+                "apiGroups": ["networking.k8s.io"],
+                "resources": ["ingresses"],
+                "resourceNames": [run],
+                "verbs": ["get"],
+            }
         )
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",

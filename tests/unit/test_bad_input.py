@@ -110,6 +110,9 @@ CASES: list[tuple[list[str], str]] = [
     (["netreach", "--ip-family", "ipv5"], "--ip-family"),
     (["netreach", "--ingress-class", "nginx"], "--ingress-class"),
     (["netreach", "--peers", "0"], "--peers"),
+    (["netreach", "--multus-networks", "ns/net1"], "--multus-networks"),
+    (["netreach", "--targets", "pod,multus", "--multus-networks", "Bad!"], "--multus-networks"),
+    (["netreach", "--targets", "ingress", "--ingress-class", "Bad_Class"], "--ingress-class"),
     # placement and run control
     (["netreach", "--node", "Bad_Node"], "--node"),
     (["netreach", "--node-selector", "a=b=c"], "--node-selector"),
