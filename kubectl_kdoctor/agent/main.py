@@ -283,6 +283,9 @@ def write_report(
 
 
 def main(run: str) -> int:
+    from kubectl_kdoctor.engine.runner import ensure_std_fds
+
+    ensure_std_fds()  # uvloop aborts when it closes fd 0-2 that the loop was handed
     try:
         import uvloop  # noqa: F401
 
