@@ -63,6 +63,10 @@ def prog_name(argv0: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["__complete"] or os.environ.get("_KUBECTL_KDOCTOR_COMPLETE"):
+        from kubectl_kdoctor.cli.completion import complete  # shell completion, then exit
+
+        sys.exit(complete(cli, args))
     if args[:1] == ["agent"]:
         _agent_command()
     try:
