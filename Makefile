@@ -42,3 +42,13 @@ cluster-down:
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: dist demo
+
+## krew release: dist/kubectl-kdoctor_v<ver>_<os>_<arch>.tar.gz and dist/plugin.yaml (their sha256).
+dist:
+	hack/dist
+
+## The local cluster, netreach, a cut link node-1 <-> node-2, netreach again, what changed.
+demo:
+	hack/demo
