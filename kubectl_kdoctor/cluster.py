@@ -23,7 +23,7 @@ def warn_file_notes(inv: Invocation, ui: UI) -> None:
 
 def run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
     from kubectl_kdoctor import crdmode
-    from kubectl_kdoctor.report.render import render
+    from kubectl_kdoctor.report.render import render_chunks
 
     mode = inv.control.mode
     if mode == "crd":
@@ -57,5 +57,6 @@ def run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
         result = run_job_mode(kube, inv, name, ui)
     if result is None:
         return EXIT_OK
-    ui.out(render(result, inv.control.output))
+    for chunk in render_chunks(result, inv.control.output):
+        ui.out(chunk)
     return EXIT_OK if result.passed else EXIT_EXPECTATION

@@ -37,6 +37,7 @@ def refuse_inexpressible(inv: Invocation, given: set[str]) -> None:
         ("--image-pull-policy", "the kdoctor controller chooses the agent image"),
         ("--ingress-class", "kdoctor's Ingress has no class field"),
         ("--peers", "kdoctor always probes every agent"),
+        ("--multus-networks", "kdoctor reads the interfaces its agents already have"),
         (
             "--data",
             "kdoctor takes a request body only from a ConfigMap (use -f with bodyConfigmapName)",

@@ -31,7 +31,7 @@ from kubectl_kdoctor.kube.objects import delete_job
 from kubectl_kdoctor.kube.preflight import eligible_nodes, job_mode_permissions, require_permissions
 from kubectl_kdoctor.kube.watch import Watcher
 from kubectl_kdoctor.report.kdoctor import node_from_dict
-from kubectl_kdoctor.report.model import RunResult
+from kubectl_kdoctor.report.model import NodeResult, RunResult
 from kubectl_kdoctor.runconfig import (
     SECRET_CA,
     SECRET_CERT,
@@ -399,7 +399,7 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
             f"sampled: each node probed itself and {k} of {len(p.nodes) - 1} peers (status.sampledPeers)"
         )
     pods: dict[str, Any] = {}
-    reported: dict[str, dict[str, Any]] = {}
+    reported: dict[str, list[NodeResult]] = {}
     failed: dict[str, str] = {}
     started = time.monotonic()
     load_time = p.task.rounds * max(p.task.interval, p.task.load.duration + p.task.load.timeout)
@@ -422,8 +422,10 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
                 else:
                     pods[obj.metadata.name] = obj
             elif tag == "reports" and kind in ("ADDED", "MODIFIED") and obj is not None:
-                payload = decode_report(obj.binary_data or {})
-                reported[str(payload["node"])] = payload
+                node, rounds = node_results(
+                    p.task.kind, decode_report(obj.binary_data or {}), p.task.expect
+                )
+                reported[node] = rounds
             for pod in pods.values():
                 node = pod.spec.node_name or "(unscheduled)"
                 if node in reported or node in failed:
@@ -478,18 +480,22 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
         for w in watchers:
             w.stop()
     notes = [f"{node}: {why}" for node, why in failed.items()]
-    return assemble(run, list(reported.values()), notes)
+    return assemble(run, reported, notes)
 
 
-def assemble(run: RunResult, payloads: list[dict[str, Any]], notes: list[str]) -> RunResult:
-    """Fill ``run`` from the agents' report payloads; expected nodes without one are missing."""
-    kind = run.kind
-    for payload in payloads:
-        for entry in payload.get("rounds") or []:
-            run.nodes.append(node_from_dict(kind, entry, run.expect))
+def node_results(kind: str, payload: dict[str, Any], expect: Any) -> tuple[str, list[NodeResult]]:
+    """(node, its rounds) from one agent's report payload; the payload can then be dropped."""
+    rounds = [node_from_dict(kind, entry, expect) for entry in payload.get("rounds") or []]
+    return str(payload["node"]), rounds
+
+
+def assemble(run: RunResult, reported: dict[str, list[NodeResult]], notes: list[str]) -> RunResult:
+    """Fill ``run`` from the agents' rounds (by node); expected nodes without one are missing."""
+    for rounds in reported.values():
+        run.nodes.extend(rounds)
     run.notes.extend(notes)
     run.nodes.sort(key=lambda x: (x.round, x.node))
-    missing = sorted(set(run.expected_nodes) - {str(p["node"]) for p in payloads})
+    missing = sorted(set(run.expected_nodes) - set(reported))
     if missing:
         for r in range(1, run.rounds_expected + 1):
             run.missing[r] = missing
@@ -528,11 +534,14 @@ def load_run(kube: Kube, namespace: str, name: str) -> RunResult:
         mode="job",
         finished=done or len(reports) >= len(cfg.nodes),
     )
-    payloads = [decode_report(r.binary_data or {}) for r in reports]
+    reported = dict(
+        node_results(cfg.task.kind, decode_report(r.binary_data or {}), cfg.task.expect)
+        for r in reports
+    )
     if not run.finished:
-        run.notes.append(f"still running: {len(payloads)}/{len(cfg.nodes)} agents reported")
-        run.expected_nodes = [str(p["node"]) for p in payloads]
-    return assemble(run, payloads, [])
+        run.notes.append(f"still running: {len(reported)}/{len(cfg.nodes)} agents reported")
+        run.expected_nodes = sorted(reported)
+    return assemble(run, reported, [])
 
 
 def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | None:

@@ -22,7 +22,7 @@ def exit_code(run: RunResult) -> int:
 
 
 def execute(inv: Invocation, ui: UI) -> int:
-    from kubectl_kdoctor.report.render import render
+    from kubectl_kdoctor.report.render import render_chunks
 
     name = inv.control.name or new_name(inv.task.command)
     if inv.control.local:
@@ -32,7 +32,8 @@ def execute(inv: Invocation, ui: UI) -> int:
         from kubectl_kdoctor.local import run_local
 
         result = run_local(inv.task, name, ui.progress)
-        ui.out(render(result, inv.control.output))
+        for chunk in render_chunks(result, inv.control.output):
+            ui.out(chunk)
         return exit_code(result)
     from kubectl_kdoctor.cluster import run_in_cluster
 

@@ -52,7 +52,7 @@ ERROR_CLASSES = (
 LATE_THRESHOLD = 0.005
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class TargetStats:
     """Results of one target (one URL, one DNS server+name, one netreach path)."""
 
@@ -192,6 +192,19 @@ class TargetStats:
         self.qps = max(self.qps, other.qps)
         return self
 
+    def copy(self) -> TargetStats:
+        """An independent copy (histograms and counters), to merge others into."""
+        return dataclasses.replace(
+            self,
+            errors=dict(self.errors),
+            error_samples=dict(self.error_samples),
+            codes=dict(self.codes),
+            latency=Histogram().merge(self.latency),
+            service=Histogram().merge(self.service),
+            send_lag=Histogram().merge(self.send_lag),
+            extra=dict(self.extra),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -224,7 +237,7 @@ def merge_all(stats: Iterable[TargetStats], name: str | None = None) -> TargetSt
     out: TargetStats | None = None
     for s in stats:
         if out is None:
-            out = TargetStats.from_dict(s.to_dict())
+            out = s.copy()
             if name is not None:
                 out.name = name
         else:

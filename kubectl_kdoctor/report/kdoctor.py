@@ -15,7 +15,8 @@ Reading accepts all three historical layouts (8.4): era A (v0.1.0-v0.2.0, ``spec
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubectl_kdoctor.durations import format_duration
@@ -53,6 +54,17 @@ def report_name(kind: str, name: str) -> str:
 
 
 def to_report(run: RunResult) -> dict[str, Any]:
+    out = to_report_envelope(run)
+    latest = run.rounds_done
+    out["report"] = {
+        "latestRoundReport": [_node(run, n) for n in run.round_nodes(latest)],
+        "previousRoundReports": [_node(run, n) for n in run.nodes if n.round != latest],
+    }
+    return out
+
+
+def to_report_envelope(run: RunResult) -> dict[str, Any]:
+    """Everything of the KdoctorReport but the per-agent entries."""
     latest = run.rounds_done
     missing = run.missing_nodes()
     out: dict[str, Any] = {
@@ -76,10 +88,6 @@ def to_report(run: RunResult) -> dict[str, Any]:
             "notReportedNodes": {str(r): v for r, v in missing.items()},
             "expect": _expect_dict(run.expect),
         },
-        "report": {
-            "latestRoundReport": [_node(run, n) for n in run.round_nodes(latest)],
-            "previousRoundReports": [_node(run, n) for n in run.nodes if n.round != latest],
-        },
     }
     if run.notes:
         out["status"]["notes"] = list(run.notes)
@@ -92,6 +100,25 @@ def to_report(run: RunResult) -> dict[str, Any]:
         if found:
             out["status"]["hints"] = found
     return out
+
+
+def to_report_chunks(run: RunResult) -> Iterator[str]:
+    """``to_report`` as JSON text, one agent entry at a time: a thousand nodes' report never
+    has to be held as one document."""
+    envelope = to_report_envelope(run)
+    head = json.dumps(envelope, indent=2)
+    assert head.endswith("}")
+    yield head[:-1].rstrip() + ',\n  "report": {\n    "latestRoundReport": ['
+    latest = run.rounds_done
+    for key, nodes in (
+        ("latestRoundReport", run.round_nodes(latest)),
+        ("previousRoundReports", [n for n in run.nodes if n.round != latest]),
+    ):
+        if key == "previousRoundReports":
+            yield '],\n    "previousRoundReports": ['
+        for i, n in enumerate(nodes):
+            yield ("," if i else "") + "\n" + json.dumps(node_to_dict(run.kind, n))
+    yield "]\n  }\n}\n"
 
 
 def _expect_dict(e: Expect) -> dict[str, Any]:

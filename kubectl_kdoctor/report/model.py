@@ -20,7 +20,7 @@ from kubectl_kdoctor.task import Expect
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class TargetResult:
     stats: TargetStats
     verdict: Verdict
@@ -45,7 +45,7 @@ class TargetResult:
         return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class NodeResult:
     node: str
     pod: str = ""

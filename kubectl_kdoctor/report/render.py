@@ -7,23 +7,32 @@ KdoctorReport; junit gives CI one testsuite per node and one testcase per target
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from xml.etree import ElementTree as ET
 
 import yaml
 from tabulate import tabulate
 
 from kubectl_kdoctor.engine.stats import merge_all
-from kubectl_kdoctor.report.kdoctor import to_report
+from kubectl_kdoctor.report.kdoctor import to_report, to_report_chunks
 from kubectl_kdoctor.report.model import NodeResult, RunResult, TargetResult, merge_targets
 from kubectl_kdoctor.report.verdict import MAX_SEND_LAG, Verdict, judge
 from kubectl_kdoctor.task import NETREACH
 
 
 def render(run: RunResult, output: str) -> str:
+    return "".join(render_chunks(run, output))
+
+
+def render_chunks(run: RunResult, output: str) -> Iterator[str]:
+    """The report as text pieces, so a large JSON report is written without being held."""
     if output == "json":
-        return json.dumps(to_report(run), indent=2) + "\n"
+        yield from to_report_chunks(run)
+        return
+    yield _render_whole(run, output)
+
+
+def _render_whole(run: RunResult, output: str) -> str:
     if output == "yaml":
         return yaml.safe_dump(to_report(run), sort_keys=False, allow_unicode=True)
     if output == "junit":
@@ -108,7 +117,15 @@ def table(run: RunResult, wide: bool = False) -> str:
     lines = [headline(run), ""]
     rows = []
     nodes = run.merged_by_node()
+    condensed = not wide and len(nodes) > CONDENSE_NODES
+    if condensed:
+        everyone = NodeResult(
+            node=f"(all {len(nodes)})", targets=[t for n in nodes for t in n.targets]
+        )
+        rows += [[everyone.node, label, *_row(t)] for label, t in _group(run, everyone)]
     for n in nodes:
+        if condensed and n.passed:
+            continue  # a large cluster's table lists only the nodes with a failure
         entries = [(t.stats.name, t) for t in n.targets] if wide else _group(run, n)
         if not entries:
             rows.append([n.node, n.error or "(no targets)", *[""] * (len(COLUMNS) - 1), "FAIL"])
@@ -153,6 +170,7 @@ def table(run: RunResult, wide: bool = False) -> str:
 
 
 MAX_FAILURE_LINES = 40
+CONDENSE_NODES = 50  # above this many nodes the table sums up passing nodes in one line per path
 
 
 def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:

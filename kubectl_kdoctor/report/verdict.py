@@ -17,7 +17,7 @@ from kubectl_kdoctor.task import Expect
 MAX_SEND_LAG = 0.010  # seconds: send lag p99 above this makes latency figures invalid
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
     passed: bool
     reasons: tuple[str, ...] = ()
