@@ -25,6 +25,7 @@ from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, In
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
+from kubectl_kdoctor.kube.discovery import api_endpoints
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.kube.objects import create as create_object
 from kubectl_kdoctor.kube.objects import delete_job
@@ -233,6 +234,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         host_network=inv.placement.host_network,
         active_deadline=deadline,
         networks=task.netreach.networks if task.netreach else None,
+        api_endpoints=api_endpoints(kube),
         ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
     )
     return Plan(

@@ -16,7 +16,9 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
@@ -28,7 +30,7 @@ from kubectl_kdoctor.engine.spec import HttpSpec
 from kubectl_kdoctor.errors import KdoctorError
 from kubectl_kdoctor.kube import discovery
 from kubectl_kdoctor.kube import manifests as m
-from kubectl_kdoctor.kube.client import Kube, connect
+from kubectl_kdoctor.kube.client import Kube, connect_agent
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.report.kdoctor import node_to_dict
 from kubectl_kdoctor.report.model import NodeResult, TargetResult
@@ -42,10 +44,34 @@ from kubectl_kdoctor.runconfig import (
     encode_report,
     from_json,
 )
-from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Access, Task
+from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Task
 
+T = TypeVar("T")
 WARM_UP_LIMIT = 15.0  # seconds to wait for fresh Service paths to answer once
 ADDRESS_WAIT = 60.0  # seconds to wait for LoadBalancer / Ingress addresses
+
+
+def fatal(msg: str) -> None:
+    """Log, and leave the message where the kubelet reads a termination message."""
+    log(msg)
+    try:
+        with open("/dev/termination-log", "w") as fh:
+            fh.write(msg[:4000])
+    except OSError:
+        pass
+
+
+async def _retry(fn: Callable[[], T], what: str, attempts: int = 5) -> T:
+    """Run a blocking API call in a thread, retrying a few times a second apart."""
+    for i in range(attempts):
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        except KdoctorError as exc:
+            if i == attempts - 1:
+                raise
+            log(f"cannot {what} yet ({exc}); retrying")
+            await anyio.sleep(1 + i)
+    raise AssertionError("unreachable")
 
 
 def log(msg: str) -> None:
@@ -116,24 +142,25 @@ async def run_agent(run: str) -> int:
     pod = os.environ.get("POD_NAME", "")
     namespace = os.environ.get("POD_NAMESPACE") or None
     pod_ip = os.environ.get("POD_IP", "")
-    try:
-        kube = await anyio.to_thread.run_sync(lambda: connect(Access(namespace=namespace)))
-        cfg = await anyio.to_thread.run_sync(load_config, kube, run)
-    except KdoctorError as exc:
-        log(f"cannot start: {exc}")
-        return 1
-    task = cfg.task
-    ready = {"v": False}
+    # Serve first: peers probe this agent even if it cannot reach the API itself.
+    ready = {"v": True}
     server = AgentServer(node, pod, lambda: ready["v"])
     tls = None
     try:
         from kubectl_kdoctor.agent.certs import self_signed_context
 
-        tls = self_signed_context([pod or "kdoctor-agent", f"{run}.{cfg.namespace}.svc"], [pod_ip])
+        tls = self_signed_context([pod or "kdoctor-agent", f"{run}.{namespace}.svc"], [pod_ip])
     except Exception as exc:  # HTTPS is best effort: HTTP is what peers probe
         log(f"HTTPS disabled: {exc}")
     await server.start(None, m.HTTP_PORT, m.HTTPS_PORT, tls)
-    ready["v"] = True
+    try:
+        kube = await _retry(lambda: connect_agent(namespace), "reach the API server")
+        cfg = await _retry(lambda: load_config(kube, run), f"read ConfigMap {run}")
+    except KdoctorError as exc:
+        fatal(f"cannot start: {exc}")
+        await server.close()
+        return 1
+    task = cfg.task
     log(f"serving on :{m.HTTP_PORT} and :{m.HTTPS_PORT} as {pod} on {node}")
 
     usage = _Usage()

@@ -141,3 +141,41 @@ def connect(access: Access) -> Kube:
         if access.as_groups:
             api.set_default_header("Impersonate-Group", access.as_groups[0])
     return Kube(api, namespace or "default", access.request_timeout)
+
+
+API_FALLBACK_ENV = "KDOCTOR_API_ENDPOINTS"  # host:port of the apiserver's own endpoints
+
+
+def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
+    """In-cluster config for an agent, robust to a broken service proxy on its node.
+
+    The usual address is the ``kubernetes`` Service's ClusterIP, which the node's service
+    proxy translates; when that proxy is down (one of the faults netreach must report), the
+    agent talks to the apiserver endpoints the CLI found (``$KDOCTOR_API_ENDPOINTS``) directly,
+    still verifying the certificate against the cluster CA for ``kubernetes.default.svc``.
+    """
+    import copy
+
+    from kubernetes import client
+
+    kube = connect(Access(namespace=namespace))
+    errors: list[str] = []
+
+    def answers(k: Kube) -> bool:
+        try:
+            client.VersionApi(k.api).get_code(_request_timeout=probe_timeout)
+            return True
+        except Exception as exc:  # any failure: try the next address
+            errors.append(f"{k.api.configuration.host}: {type(exc).__name__}")
+            return False
+
+    if answers(kube):
+        return kube
+    for hostport in filter(None, os.environ.get(API_FALLBACK_ENV, "").split(",")):
+        cfg = copy.copy(kube.api.configuration)
+        cfg.host = f"https://{hostport}"
+        cfg.tls_server_name = "kubernetes.default.svc"
+        candidate = Kube(client.ApiClient(cfg), kube.namespace, kube.timeout)
+        if answers(candidate):
+            return candidate
+    raise ClusterError(f"cannot reach the API server: {'; '.join(errors)}")

@@ -208,3 +208,24 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
             seen = {cm.metadata.name for cm in lst.items}
             rv = lst.metadata.resource_version
     return len(seen)
+
+
+def api_endpoints(kube: Kube) -> list[str]:
+    """host:port of the apiserver's own endpoints (the ``kubernetes`` Service's EndpointSlices),
+    for agents whose node cannot translate the Service; [] when they cannot be read."""
+    from kubectl_kdoctor.errors import ClusterError
+
+    try:
+        with api_errors("list EndpointSlices of default/kubernetes"):
+            slices = kube.discovery.list_namespaced_endpoint_slice(
+                "default", label_selector="kubernetes.io/service-name=kubernetes", **kube.kw()
+            ).items
+    except ClusterError:
+        return []
+    out = []
+    for sl in slices:
+        port = next((p.port for p in sl.ports or [] if p.name == "https"), None) or 443
+        for ep in sl.endpoints or []:
+            for addr in ep.addresses or []:
+                out.append(f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}")
+    return out

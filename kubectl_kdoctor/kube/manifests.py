@@ -72,6 +72,7 @@ def job(
     host_network: bool,
     active_deadline: int,
     networks: str | None = None,
+    api_endpoints: list[str] | None = None,
     ttl: int = TTL_AFTER_FINISHED,
 ) -> dict[str, Any]:
     n = len(nodes)
@@ -92,6 +93,7 @@ def job(
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
             {"name": "HOME", "value": "/tmp"},
+            {"name": "KDOCTOR_API_ENDPOINTS", "value": ",".join(api_endpoints or [])},
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
