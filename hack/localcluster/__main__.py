@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hack.localcluster import cluster, config, faults
@@ -21,7 +22,7 @@ def _state() -> config.ClusterState:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    state = cluster.up(args.nodes)
+    state = cluster.up(args.nodes, args.ip_family)
     print(state.kubeconfig)
     return 0
 
@@ -45,12 +46,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"binaries:   {st['bin_dir']}")
     if st["up_seconds"] is not None:
         print(f"up took:    {st['up_seconds']}s")
+    print(f"ip family:  {st.get('ip_family', 'ipv4')}")
     for name, c in st["components"].items():
         print(f"  {name:24} pid {c['pid']!s:8} {'healthy' if c['healthy'] else 'NOT HEALTHY'}")
     for name, n in st["nodes"].items():
         print(
-            f"  {name:8} {n['ip']:14} pods {n['pod_cidr']:15} Ready={n['ready']:7} "
-            f"agent={'up' if n['agent'] else 'DOWN'} kube-proxy={'up' if n['kube-proxy'] else 'down'}"
+            f"  {name:8} {' '.join(n['ips']):31} pods {' '.join(n['pod_cidrs']):34} "
+            f"Ready={n['ready']:7} agent={'up' if n['agent'] else 'DOWN'} "
+            f"kube-proxy={'up' if n['kube-proxy'] else 'down'}"
+        )
+    if st.get("addons"):
+        a = st["addons"]
+        print(
+            f"  add-ons: controllers={'up' if a['controllers'] else 'DOWN'} "
+            f"ingress-nginx={'up' if a['ingress-nginx'] else 'down'} "
+            f"(class {a['ingress_class']} at {', '.join(a['ingress_ips'])}), "
+            f"LB pools {', '.join(a['lb_pools'])}"
         )
     active = {k: v for k, v in st["faults"].items() if v}
     print(f"faults:     {json.dumps(active) if active else 'none'}")
@@ -65,7 +76,16 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"export KUBECONFIG={state.kubeconfig}")
     print(f"export KDOCTOR_CLUSTER_DIR={config.STATE_DIR}")
     print(f"# API server {state.api_server}; cluster DNS {config.DNS_SERVICE_IP};")
-    print(f"# nodes: {', '.join(f'{n.name}={n.ip}' for n in state.nodes)}")
+    nodes = ", ".join(f"{n.name}={'/'.join(n.ips)}" for n in state.nodes)
+    print(f"# nodes: {nodes}")
+    if state.addons:
+        print(
+            f"# ingress: class {config.INGRESS_CLASS} at {config.INGRESS_IP}"
+            + (f", {config.INGRESS_IP6}" if state.dual else "")
+            + f"; LoadBalancer pools {config.LB_POOL}"
+            + (f", {config.LB_POOL6}" if state.dual else "")
+        )
+    print(f"# CLI user apart from the admin: kubectl --context {config.CLI_CONTEXT} ...")
     print(f"# restricted user: kubectl --context {config.RESTRICTED_CONTEXT} ...")
     print(f"# binaries: {state.bin_dir}")
     return 0
@@ -78,7 +98,7 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
 
 def cmd_net(args: argparse.Namespace) -> int:
     if args.action == "cut":
-        faults.cut_link(args.a, args.b, one_way=args.one_way)
+        faults.cut_link(args.a, args.b, one_way=args.one_way, family=args.family)
     elif args.action == "heal":
         faults.heal_link(args.a, args.b)
     elif args.action == "loss":
@@ -95,6 +115,30 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         faults.stop_kube_proxy(args.node)
     else:
         faults.start_kube_proxy(args.node)
+    return 0
+
+
+def cmd_ingress(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        faults.stop_ingress_proxy()
+    else:
+        faults.start_ingress_proxy()
+    return 0
+
+
+def cmd_iface(args: argparse.Namespace) -> int:
+    ns, _, pod = args.pod.rpartition("/")
+    faults.set_pod_interface(ns or "default", pod, args.iface, args.action == "up")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from hack.localcluster import audit
+
+    since = time.time() - args.last if args.last else None
+    counts = audit.request_counts(since=since, users=args.user or None)
+    for (user, verb, resource), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{n:7} {verb:8} {resource:40} {user}")
     return 0
 
 
@@ -141,6 +185,12 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("up", help="start the cluster (or reuse a running one); prints kubeconfig")
     p.add_argument("--nodes", type=int, default=3)
+    p.add_argument(
+        "--ip-family",
+        choices=config.IP_FAMILIES,
+        help=f"dual stack or IPv4 only (default for a new cluster: {config.DEFAULT_IP_FAMILY}; "
+        "a running cluster is reused only if it matches)",
+    )
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop and remove everything the cluster made")
     p.add_argument("--save-logs", metavar="DIR", help="copy component and pod logs here first")
@@ -157,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--one-way", action="store_true", help="only traffic from A to B")
+    q.add_argument(
+        "--family", choices=["ipv4", "ipv6"], help="cut only this IP family (default: both)"
+    )
     q = nsub.add_parser("heal", help="undo cuts (all, or those involving A [and B])")
     q.add_argument("a", nargs="?")
     q.add_argument("b", nargs="?")
@@ -174,6 +227,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["stop", "start"])
     p.add_argument("node")
     p.set_defaults(func=cmd_proxy)
+    p = sub.add_parser("ingress", help="stop or start the ingress proxy (nginx)")
+    p.add_argument("action", choices=["stop", "start"])
+    p.set_defaults(func=cmd_ingress)
+    p = sub.add_parser("iface", help="take a pod's (secondary) interface down or up")
+    p.add_argument("action", choices=["down", "up"])
+    p.add_argument("pod", help="NAMESPACE/POD")
+    p.add_argument("iface", nargs="?", default="net1")
+    p.set_defaults(func=cmd_iface)
+    p = sub.add_parser("audit", help="API request counts from the audit log")
+    p.add_argument("--last", type=float, help="only the last SECONDS")
+    p.add_argument("--user", action="append", help="only this user (glob; repeatable)")
+    p.set_defaults(func=cmd_audit)
     p = sub.add_parser("node", help="node condition faults")
     p.add_argument("action", choices=["notready", "ready", "stop-heartbeat", "start-heartbeat"])
     p.add_argument("node")
@@ -204,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if hasattr(args, "cmd") and isinstance(args.cmd, list) and args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
-    if os.geteuid() != 0 and args.func not in (cmd_env, cmd_kubeconfig, cmd_status):
+    if os.geteuid() != 0 and args.func not in (cmd_env, cmd_kubeconfig, cmd_status, cmd_audit):
         print("hack/cluster: needs root (network namespaces, nft, cgroups)", file=sys.stderr)
         return 2
     try:

@@ -1,10 +1,15 @@
-"""Objects `up` creates: test namespaces, the restricted user's RBAC, and CoreDNS (as the
-``kube-dns`` Service in kube-system, run as a Deployment on the simulated nodes)."""
+"""Objects `up` creates: test namespaces, the restricted user's RBAC, CoreDNS (as the
+``kube-dns`` Service in kube-system, run as a Deployment on the simulated nodes), the
+IngressClass the addons' ingress controller serves, and multus' NetworkAttachmentDefinition
+CRD (with read access to it for the nodes, whose agents play multus)."""
 
 from __future__ import annotations
 
+import json
+
 from hack.localcluster import config
 from hack.localcluster.kube import JSON, Kube, path_of
+from hack.localcluster.util import wait_for
 
 COREFILE = f"""\
 .:53 {{
@@ -85,7 +90,7 @@ def restricted_rbac() -> list[JSON]:
     ]
 
 
-def coredns(replicas: int) -> list[JSON]:
+def coredns(replicas: int, dual: bool = False) -> list[JSON]:
     ns = "kube-system"
     labels = {"k8s-app": "kube-dns"}
     return [
@@ -250,6 +255,15 @@ def coredns(replicas: int) -> list[JSON]:
             "spec": {
                 "selector": labels,
                 "clusterIP": config.DNS_SERVICE_IP,
+                **(
+                    {
+                        "ipFamilyPolicy": "PreferDualStack",
+                        "ipFamilies": ["IPv4", "IPv6"],
+                        "clusterIPs": [config.DNS_SERVICE_IP, config.DNS_SERVICE_IP6],
+                    }
+                    if dual
+                    else {}
+                ),
                 "ports": [
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
@@ -260,6 +274,142 @@ def coredns(replicas: int) -> list[JSON]:
     ]
 
 
-def apply_all(kube: Kube, nodes: int) -> None:
-    for obj in namespaces() + restricted_rbac() + coredns(replicas=min(2, nodes)):
+def ingress_class() -> list[JSON]:
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {
+                "name": config.INGRESS_CLASS,
+                "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+            },
+            "spec": {"controller": config.INGRESS_CONTROLLER},
+        }
+    ]
+
+
+# multus' own CRD (deployments/multus-daemonset.yml upstream), as is.
+NAD_CRD: JSON = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
+    "spec": {
+        "group": "k8s.cni.cncf.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "network-attachment-definitions",
+            "singular": "network-attachment-definition",
+            "kind": "NetworkAttachmentDefinition",
+            "shortNames": ["net-attach-def"],
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "description": "NetworkAttachmentDefinition is a CRD schema specified by "
+                        "the Network Plumbing Working Group to express the intent for attaching "
+                        "pods to one or more logical or physical networks. More information "
+                        "available at: https://github.com/k8snetworkplumbingwg/multi-net-spec",
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": {
+                                "description": "APIVersion defines the versioned schema of this "
+                                "representation of an object.",
+                                "type": "string",
+                            },
+                            "kind": {
+                                "description": "Kind is a string value representing the REST "
+                                "resource this object represents.",
+                                "type": "string",
+                            },
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "description": "NetworkAttachmentDefinition spec defines the "
+                                "desired state of a network attachment",
+                                "type": "object",
+                                "properties": {
+                                    "config": {
+                                        "description": "NetworkAttachmentDefinition config is a "
+                                        "JSON-formatted CNI configuration",
+                                        "type": "string",
+                                    }
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+DEFAULT_NAD_CONFIG = {
+    "cniVersion": "0.3.1",
+    "type": "macvlan",
+    "master": "eth1",
+    "mode": "bridge",
+    "ipam": {"type": "whereabouts", "range": str(config.SECONDARY_POOL)},
+}
+
+
+def default_nad() -> JSON:
+    """A NAD anyone can name as ``default/kdoctor-secondary`` (192.168.50.0/24)."""
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": config.DEFAULT_NAD, "namespace": "default"},
+        "spec": {"config": json.dumps(DEFAULT_NAD_CONFIG)},
+    }
+
+
+def multus() -> list[JSON]:
+    """The NAD CRD, and read access to NADs for the nodes (multus runs with its own service
+    account; here the node agents play multus, with their node identity)."""
+    return [
+        NAD_CRD,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "kdoctor:multus-node"},
+            "rules": [
+                {
+                    "apiGroups": ["k8s.cni.cncf.io"],
+                    "resources": ["network-attachment-definitions"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kdoctor:multus-node"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "kdoctor:multus-node",
+            },
+            "subjects": [
+                {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:nodes"}
+            ],
+        },
+    ]
+
+
+def apply_all(kube: Kube, nodes: int, dual: bool = False) -> None:
+    objs = namespaces() + restricted_rbac() + coredns(min(2, nodes), dual)
+    for obj in objs + ingress_class() + multus():
         kube.apply(path_of(obj), obj)
+    wait_for(
+        "the NetworkAttachmentDefinition CRD to be established",
+        lambda: any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in kube.get(path_of(NAD_CRD)).get("status", {}).get("conditions") or []
+        ),
+        30,
+    )
+    nad = default_nad()
+    kube.apply(path_of(nad), nad)

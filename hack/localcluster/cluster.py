@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hack.localcluster import bootstrap, config, controlplane, network, nodes, pki
+from hack.localcluster import bootstrap, config, controlplane, ingress, network, nodes, pki
 from hack.localcluster.kube import ApiError, Kube
 from hack.localcluster.util import (
     ClusterError,
@@ -27,6 +27,7 @@ from hack.localcluster.util import (
     process_name,
     pss_kib,
     recorded_pid,
+    spawn,
     tail,
     wait_for,
 )
@@ -80,7 +81,21 @@ def kube_version(bin_dir: Path) -> str:
 
 
 def admin() -> Kube:
+    """The tooling's own client: identity kdoctor:cluster-addons (system:masters), so the
+    tooling's requests are not mistaken for the admin user's (the CLI's) in the audit log.
+    Clusters older than that identity: the admin context."""
+    kc = addons_kubeconfig()
+    if kc.exists():
+        return Kube(kc)
     return Kube(config.kubeconfig_path(), context=config.ADMIN_CONTEXT)
+
+
+def addons_kubeconfig() -> Path:
+    return config.STATE_DIR / "kubeconfigs" / "addons.kubeconfig"
+
+
+ADDONS = "addons"
+ADDONS_GROUP = "addons"
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -98,9 +113,13 @@ def is_running(state: config.ClusterState | None) -> bool:
 # --- up ----------------------------------------------------------------------------------------
 
 
-def up(n_nodes: int) -> config.ClusterState:
+def up(n_nodes: int, ip_family: str | None = None) -> config.ClusterState:
+    """Start a cluster (or reuse the running one). ``ip_family`` None: reuse whatever runs,
+    else start dual stack (the default)."""
     if n_nodes < 1 or n_nodes > 200:
         raise ClusterError("--nodes must be between 1 and 200")
+    if ip_family not in (None, *config.IP_FAMILIES):
+        raise ClusterError(f"--ip-family must be one of {', '.join(config.IP_FAMILIES)}")
     with locked():
         state = config.ClusterState.load()
         if is_running(state):
@@ -110,33 +129,43 @@ def up(n_nodes: int) -> config.ClusterState:
                     f"a cluster with {len(state.nodes)} nodes is already running; "
                     f"run `hack/cluster down` first to get {n_nodes}"
                 )
+            if ip_family and ip_family != state.ip_family:
+                raise ClusterError(
+                    f"a cluster with --ip-family {state.ip_family} is already running; "
+                    f"run `hack/cluster down` first to get {ip_family}"
+                )
+            if state.addons:
+                ensure_addons(state)
             log("cluster already running")
             return state
         if state is not None or config.STATE_DIR.exists():
             log("cleaning up the state of an earlier cluster that is not running")
         _down_unlocked(save_logs=None, quiet=True)
         try:
-            return _up(n_nodes)
+            return _up(n_nodes, ip_family or config.DEFAULT_IP_FAMILY)
         except BaseException:
             log(f"up failed; logs are in {config.STATE_DIR / 'logs'} (kept until `down`)")
             raise
 
 
-def _up(n_nodes: int) -> config.ClusterState:
+def _up(n_nodes: int, ip_family: str) -> config.ClusterState:
     t0 = time.monotonic()
+    dual = ip_family == "dual"
     started_at = time.time()
     cache = build_bins()
     config.STATE_DIR.mkdir(parents=True, exist_ok=True)
     bin_dir = stage_bins(cache)
     version = kube_version(bin_dir)
     log(f"binaries: {cache} (Kubernetes {version})")
-    node_list = [config.NodeInfo.make(i) for i in range(1, n_nodes + 1)]
+    node_list = [config.NodeInfo.make(i, dual) for i in range(1, n_nodes + 1)]
     state = config.ClusterState(
         bin_dir=str(bin_dir),
         nodes=node_list,
         kubeconfig=str(config.kubeconfig_path()),
         api_server=controlplane.api_url(),
         started_at=started_at,
+        ip_family=ip_family,
+        addons=True,
     )
     state.save()
     p = pki.make_all(node_list)
@@ -147,30 +176,68 @@ def _up(n_nodes: int) -> config.ClusterState:
         [
             (config.ADMIN_CONTEXT, p.admin, "default"),
             (config.RESTRICTED_CONTEXT, p.restricted, config.RBAC_NAMESPACE),
+            (config.CLI_CONTEXT, p.cli, "default"),
         ],
         config.ADMIN_CONTEXT,
     )
-    network.setup_root()
+    controlplane.component_kubeconfig("addons", p.addons, p)
+    network.setup_root(dual)
     for node in node_list:
         network.setup_node(node, node_list)
+    network.setup_ingress(node_list, dual)
     network.setup_service_route(node_list[0])
     log(f"network ready ({time.monotonic() - t0:.1f}s)")
     controlplane.start_etcd(bin_dir)
-    controlplane.start_apiserver(bin_dir, p)
+    controlplane.start_apiserver(bin_dir, p, dual)
     log(f"kube-apiserver ready ({time.monotonic() - t0:.1f}s)")
     kube = admin()
-    bootstrap.apply_all(kube, n_nodes)
-    controlplane.start_controller_manager(bin_dir, p)
+    bootstrap.apply_all(kube, n_nodes, dual)
+    controlplane.start_controller_manager(bin_dir, p, dual)
     controlplane.start_scheduler(bin_dir, p)
     for node in node_list:
         nodes.start_agent(node, bin_dir, version)
         nodes.start_proxy(node, bin_dir)
-    log(f"control plane and {n_nodes} node(s) started ({time.monotonic() - t0:.1f}s)")
+    ingress.write_initial(dual)
+    start_ingress_proxy()
+    start_addons(dual)
+    log(f"control plane, {n_nodes} node(s) and add-ons started ({time.monotonic() - t0:.1f}s)")
     wait_ready(kube, state, timeout=180)
     state.ready_at = time.time()
     state.save()
     log(f"cluster ready in {time.monotonic() - t0:.1f}s")
     return state
+
+
+def start_addons(dual: bool) -> int:
+    env = {
+        "PATH": nodes.SYSTEM_PATH,
+        "PYTHONPATH": str(config.REPO),
+        "PYTHONUNBUFFERED": "1",
+        "KDOCTOR_CLUSTER_DIR": str(config.STATE_DIR),
+        "LANG": "C.UTF-8",
+    }
+    argv = [str(config.PYTHON), "-m", "hack.localcluster.addons"]
+    argv += ["--kubeconfig", str(addons_kubeconfig()), *(["--dual"] if dual else [])]
+    return spawn(ADDONS, argv, group=ADDONS_GROUP, env=env, cwd=config.REPO)
+
+
+def start_ingress_proxy() -> int:
+    """nginx in the ingress netns, with the config the controller last wrote."""
+    return spawn(
+        ingress.COMPONENT,
+        ingress.nginx_argv(),
+        group=ADDONS_GROUP,
+        netns=config.INGRESS_NETNS,
+        env={"PATH": nodes.SYSTEM_PATH},
+    )
+
+
+def ensure_addons(state: config.ClusterState) -> None:
+    """`up` on a running cluster: restart the add-ons process if it died (not nginx: a
+    stopped ingress proxy may be a fault someone injected)."""
+    if not component_alive(ADDONS):
+        log("the add-ons process is not running; restarting it")
+        start_addons(state.dual)
 
 
 def _diagnose(state: config.ClusterState) -> str:
@@ -228,6 +295,35 @@ def wait_ready(kube: Kube, state: config.ClusterState, timeout: float) -> None:
         return bool(d.get("status", {}).get("readyReplicas", 0) >= want)
 
     wait_for("CoreDNS ready", dns_ready, left(), on_timeout=lambda: _coredns_diag(kube))
+    if state.addons:
+
+        def addons_ready() -> bool:
+            if not component_alive(ADDONS):
+                raise ClusterError(f"the add-ons process exited\n{tail(_logs(ADDONS))}")
+            return (config.STATE_DIR / "addons" / "ready").exists()
+
+        wait_for("the add-ons (LB and ingress controllers)", addons_ready, left())
+
+        def ingress_answers() -> bool:  # the default backend's 404
+            url = f"http://{config.INGRESS_IP}/"
+            r = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return r.stdout == "404"
+
+        wait_for(
+            "nginx (ingress) on 172.30.0.5:80",
+            ingress_answers,
+            left(),
+            on_timeout=lambda: tail(_logs(ingress.COMPONENT)),
+        )
+
+
+def _logs(name: str) -> Path:
+    return config.STATE_DIR / "logs" / f"{name}.log"
 
 
 def _coredns_diag(kube: Kube) -> str:
@@ -358,7 +454,7 @@ def _down_unlocked(save_logs: Path | None, quiet: bool) -> None:
 def memory_report(state: config.ClusterState) -> dict[str, Any]:
     """PSS (MiB) per group: the control plane, and each node (agent + kube-proxy + pods)."""
     groups: dict[str, Any] = {}
-    names = ["control-plane", *state.node_names]
+    names = ["control-plane", *state.node_names, *([ADDONS_GROUP] if state.addons else [])]
     for g in names:
         procs: dict[str, int] = {}
         for pid in cgroup_pids(g):
@@ -390,7 +486,9 @@ def status() -> dict[str, Any]:
     for node in state.nodes:
         node_info[node.name] = {
             "ip": node.ip,
+            "ips": node.ips,
             "pod_cidr": node.pod_cidr,
+            "pod_cidrs": node.pod_cidrs,
             "netns": node.netns,
             "agent": component_alive(nodes.agent_name(node)),
             "kube-proxy": component_alive(nodes.proxy_name(node)),
@@ -403,7 +501,17 @@ def status() -> dict[str, Any]:
         "api_server": state.api_server,
         "bin_dir": state.bin_dir,
         "up_seconds": round(state.ready_at - state.started_at, 1) if state.ready_at else None,
+        "ip_family": state.ip_family,
         "components": comps,
+        "addons": {
+            "controllers": component_alive(ADDONS),
+            "ingress-nginx": ingress.nginx_pid() is not None,
+            "ingress_ips": ingress.addresses(state.dual),
+            "ingress_class": config.INGRESS_CLASS,
+            "lb_pools": [str(config.LB_POOL), *([str(config.LB_POOL6)] if state.dual else [])],
+        }
+        if state.addons
+        else None,
         "nodes": node_info,
         "faults": state.faults,
         "memory": memory_report(state),

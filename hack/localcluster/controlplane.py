@@ -76,7 +76,56 @@ def start_etcd(bin_dir: Path) -> None:
     _wait("etcd", "etcd /health", lambda: _http_ok(f"{client}/health"), 30)
 
 
-def start_apiserver(bin_dir: Path, p: pki.ClusterPKI) -> None:
+def service_cidrs(dual: bool) -> str:
+    return ",".join(
+        str(c) for c in [config.SERVICE_CIDR, *([config.SERVICE_CIDR6] if dual else [])]
+    )
+
+
+def cluster_cidrs(dual: bool) -> str:
+    return ",".join(str(c) for c in [config.POD_CIDR, *([config.POD_CIDR6] if dual else [])])
+
+
+# The audit policy: Metadata for every request (one event per request: the RequestReceived
+# stage is omitted; a watch logs ResponseStarted and, when it ends, ResponseComplete), minus
+# noise nobody counts: health probes, the apiserver's own loopback traffic, and Lease
+# renewals (node heartbeats, apiserver identity leases). Requests by the admin user, the CLI
+# user and service accounts of non-system namespaces are all kept.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*"]},
+        {"level": "None", "users": ["system:apiserver"]},
+        {
+            "level": "None",
+            "verbs": ["get", "update", "patch"],
+            "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+            "namespaces": ["kube-node-lease", "kube-system"],
+        },
+        {"level": "Metadata"},
+    ],
+}
+AUDIT_MAX_SIZE_MB = 100  # per file; rotated into audit-<time>.log, at most AUDIT_MAX_BACKUPS
+AUDIT_MAX_BACKUPS = 2
+
+
+def audit_log() -> Path:
+    return config.STATE_DIR / "audit" / "audit.log"
+
+
+def write_audit_policy() -> Path:
+    import yaml
+
+    path = config.STATE_DIR / "audit" / "policy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+    return path
+
+
+def start_apiserver(bin_dir: Path, p: pki.ClusterPKI, dual: bool = False) -> None:
+    policy = write_audit_policy()
     spawn(
         "kube-apiserver",
         [
@@ -90,7 +139,7 @@ def start_apiserver(bin_dir: Path, p: pki.ClusterPKI) -> None:
             f"--client-ca-file={p.ca.crt}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
-            f"--service-cluster-ip-range={config.SERVICE_CIDR}",
+            f"--service-cluster-ip-range={service_cidrs(dual)}",
             f"--service-node-port-range={config.NODE_PORT_RANGE}",
             f"--service-account-issuer=https://kubernetes.default.svc.{config.CLUSTER_DOMAIN}",
             f"--service-account-key-file={p.sa_pub}",
@@ -110,6 +159,13 @@ def start_apiserver(bin_dir: Path, p: pki.ClusterPKI) -> None:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             # The root netns has no kube-proxy: reach aggregated APIs/webhooks by endpoint IP.
             "--enable-aggregator-routing=true",
+            # Audit log (JSON lines; LocalCluster.audit_events reads it), size-capped.
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={audit_log()}",
+            "--audit-log-format=json",
+            f"--audit-log-maxsize={AUDIT_MAX_SIZE_MB}",
+            f"--audit-log-maxbackup={AUDIT_MAX_BACKUPS}",
+            "--audit-log-maxage=1",
             "--profiling=false",
             "--event-ttl=1h",
             "--v=1",
@@ -119,7 +175,7 @@ def start_apiserver(bin_dir: Path, p: pki.ClusterPKI) -> None:
     _wait(
         "kube-apiserver",
         "kube-apiserver /readyz",
-        lambda: _https_ok(f"{api_url()}/readyz", p.ca.crt, p.admin),
+        lambda: _https_ok(f"{api_url()}/readyz", p.ca.crt, p.addons),
         120,
     )
 
@@ -131,7 +187,7 @@ def component_kubeconfig(name: str, cert: pki.Cert, p: pki.ClusterPKI) -> Path:
     return path
 
 
-def start_controller_manager(bin_dir: Path, p: pki.ClusterPKI) -> None:
+def start_controller_manager(bin_dir: Path, p: pki.ClusterPKI, dual: bool = False) -> None:
     kc = component_kubeconfig("kube-controller-manager", p.controller_manager, p)
     spawn(
         "kube-controller-manager",
@@ -149,9 +205,11 @@ def start_controller_manager(bin_dir: Path, p: pki.ClusterPKI) -> None:
             f"--root-ca-file={p.ca.crt}",
             f"--cluster-signing-cert-file={p.ca.crt}",
             f"--cluster-signing-key-file={p.ca.key}",
-            f"--service-cluster-ip-range={config.SERVICE_CIDR}",
-            f"--cluster-cidr={config.POD_CIDR}",
-            "--allocate-node-cidrs=false",  # nodes register with their podCIDR
+            f"--service-cluster-ip-range={service_cidrs(dual)}",
+            f"--cluster-cidr={cluster_cidrs(dual)}",
+            "--node-cidr-mask-size-ipv4=24",
+            *(["--node-cidr-mask-size-ipv6=64"] if dual else []),
+            "--allocate-node-cidrs=false",  # nodes register with their podCIDRs
             "--profiling=false",
             "--v=1",
         ],
@@ -192,9 +250,10 @@ def start_scheduler(bin_dir: Path, p: pki.ClusterPKI) -> None:
 
 def healthy() -> dict[str, bool]:
     p = pki.ClusterPKI.paths()
+    who = p.addons if p.addons.crt.exists() else p.admin  # older clusters: no addons cert
     checks: dict[str, object] = {
         "etcd": lambda: _http_ok(f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}/health"),
-        "kube-apiserver": lambda: _https_ok(f"{api_url()}/readyz", p.ca.crt, p.admin),
+        "kube-apiserver": lambda: _https_ok(f"{api_url()}/readyz", p.ca.crt, who),
         "kube-controller-manager": lambda: _insecure_ok(
             f"https://127.0.0.1:{config.KCM_PORT}/healthz"
         ),

@@ -1,10 +1,19 @@
 """Fault injection. Network faults are nft rules in a table of our own (``inet kdfault``) in
 each node's netns, regenerated from the fault state in state.json on every change:
 
-* cut A->B: A's postrouting drops packets to B's node IP and pod CIDR (after NAT, so
-  ClusterIP/NodePort traffic that lands on B is cut too). Both ways = A->B and B->A.
-* loss on a node: N% of packets entering and leaving its eth0 are dropped (nft numgen).
+* cut A->B: A's postrouting drops packets to B's node IPs and pod CIDRs (after NAT, so
+  ClusterIP/NodePort/LoadBalancer traffic that lands on B is cut too), both IP families or
+  only one (``family="ipv6"``: IPv6 between A and B is dropped while IPv4 works). Both ways =
+  A->B and B->A.
+* loss on a node: N% of packets entering and leaving its eth0 are dropped (nft numgen), both
+  families. A data-plane fault: the node's API traffic (node agent, kube-proxy and pods to
+  the apiserver at 172.30.0.1:6443, the apiserver to the agent's :10250) is exempt, so the
+  node keeps running its pods and stays Ready (a cut or ``set_node_ready`` does the rest).
 * delay: needs tc netem (sch_netem); this kernel has none, so it is refused with a reason.
+
+Add-on faults: ``stop_ingress_proxy`` stops nginx (Ingress traffic fails: connection
+refused on 172.30.0.5:80), ``start_ingress_proxy`` starts it again; ``set_pod_interface``
+takes a pod's interface (e.g. its multus ``net1``) down or up in the pod netns.
 
 Service faults: ``proxy_stop`` kills the node's kube-proxy AND removes its rules
 (``kube-proxy --cleanup``), so ClusterIP/NodePort through that node fail. Node faults:
@@ -36,28 +45,47 @@ def _state() -> Iterator[config.ClusterState]:
         state.faults.setdefault("proxy_stopped", [])
         state.faults.setdefault("not_ready", [])
         state.faults.setdefault("no_heartbeat", [])
+        state.faults.setdefault("ingress_stopped", False)
+        state.faults.setdefault("iface_down", [])
         yield state
         state.save()
 
 
+FAMILIES = ("all", "ipv4", "ipv6")
+
+
+def _cuts(state: config.ClusterState) -> list[tuple[str, str, str]]:
+    """Cuts as (from, to, family); entries of states older than families are both-family."""
+    return [(c[0], c[1], c[2] if len(c) > 2 else "all") for c in state.faults.get("cuts", [])]
+
+
 def _render(state: config.ClusterState, node: config.NodeInfo) -> str:
-    drops: list[str] = []
-    for a, b in state.faults.get("cuts", []):
+    drops: dict[str, list[str]] = {"ip": [], "ip6": []}
+    for a, b, fam in _cuts(state):
         if a == node.name:
             other = state.node(b)
-            drops += [*other.ips, *other.pod_cidrs]
+            for addr in [*other.ips, *other.pod_cidrs]:
+                v6 = ":" in addr
+                if fam in ("all", "ipv6" if v6 else "ipv4"):
+                    drops["ip6" if v6 else "ip"].append(addr)
     loss = int(state.faults.get("loss", {}).get(node.name, 0))
     t = config.FAULT_TABLE
     lines = [f"table inet {t} {{}}", f"delete table inet {t}", f"table inet {t} {{"]
     lines.append("  chain post { type filter hook postrouting priority 300; policy accept;")
-    if drops:
-        lines.append(f"    ip daddr {{ {', '.join(sorted(set(drops)))} }} counter drop")
+    for proto, addrs in drops.items():
+        if addrs:
+            lines.append(f"    {proto} daddr {{ {', '.join(sorted(set(addrs)))} }} counter drop")
     rand = "" if loss >= 100 else f"numgen random mod 100 < {loss} "
-    if loss:
+    cp, api, kubelet = config.BRIDGE_IP, config.API_PORT, config.KUBELET_PORT
+    if loss:  # the data plane only: the node's API traffic stays (see the module doc)
+        lines.append(f'    oifname "eth0" ip daddr {cp} tcp dport {api} accept')
+        lines.append(f'    oifname "eth0" ip daddr {cp} tcp sport {kubelet} accept')
         lines.append(f'    oifname "eth0" {rand}counter drop')
     lines.append("  }")
     lines.append("  chain pre { type filter hook prerouting priority -300; policy accept;")
     if loss:
+        lines.append(f'    iifname "eth0" ip saddr {cp} tcp sport {api} accept')
+        lines.append(f'    iifname "eth0" ip saddr {cp} tcp dport {kubelet} accept')
         lines.append(f'    iifname "eth0" {rand}counter drop')
     lines.append("  }")
     lines.append("}")
@@ -74,17 +102,22 @@ def _check(state: config.ClusterState, *names: str) -> None:
         state.node(n)  # raises KeyError with the known names
 
 
-def cut_link(a: str, b: str, one_way: bool = False) -> None:
+def cut_link(a: str, b: str, one_way: bool = False, family: str | None = None) -> None:
     """Drop traffic from node a (and its pods) to node b (and its pods); both ways unless
-    ``one_way``."""
+    ``one_way``; both IP families unless ``family`` is "ipv4" or "ipv6"."""
     if a == b:
         raise ClusterError("cut needs two different nodes")
+    fam = family or "all"
+    if fam not in FAMILIES:
+        raise ClusterError(f"family must be ipv4 or ipv6, not {family!r}")
     with _state() as state:
         _check(state, a, b)
-        cuts = {tuple(c) for c in state.faults["cuts"]}
-        cuts.add((a, b))
+        if fam == "ipv6" and not state.dual:
+            raise ClusterError("this cluster is IPv4 only (hack/cluster up --ip-family dual)")
+        cuts = set(_cuts(state))
+        cuts.add((a, b, fam))
         if not one_way:
-            cuts.add((b, a))
+            cuts.add((b, a, fam))
         state.faults["cuts"] = sorted(list(c) for c in cuts)
         _apply(state)
 
@@ -97,7 +130,9 @@ def heal_link(a: str | None = None, b: str | None = None) -> None:
         else:
             _check(state, a, *([b] if b else []))
             state.faults["cuts"] = [
-                c for c in state.faults["cuts"] if not (set(c) == {a, b} or (b is None and a in c))
+                list(c)
+                for c in _cuts(state)
+                if not ({c[0], c[1]} == {a, b} or (b is None and a in c[:2]))
             ]
         _apply(state)
 
@@ -191,6 +226,55 @@ def set_heartbeat(node: str, on: bool) -> None:
         state.faults["no_heartbeat"] = lst if on else [*lst, node]
 
 
+def stop_ingress_proxy() -> None:
+    """Stop nginx (the ingress proxy): Ingress traffic fails until start_ingress_proxy."""
+    from hack.localcluster import ingress
+    from hack.localcluster.util import stop_component
+
+    with _state() as state:
+        if not state.addons:
+            raise ClusterError("this cluster has no ingress proxy (started before add-ons)")
+        stop_component(ingress.COMPONENT)
+        pid = ingress.nginx_pid()  # a master that outlived its recorded pid
+        if pid is not None:
+            from hack.localcluster.util import kill_and_wait
+
+            kill_and_wait([pid], timeout=5)
+        state.faults["ingress_stopped"] = True
+
+
+def start_ingress_proxy() -> None:
+    from hack.localcluster import cluster, ingress
+    from hack.localcluster.util import wait_for
+
+    with _state() as state:
+        if not state.addons:
+            raise ClusterError("this cluster has no ingress proxy (started before add-ons)")
+        if ingress.nginx_pid() is None:
+            cluster.start_ingress_proxy()
+            wait_for("nginx to start", ingress.nginx_pid, 20)
+        state.faults["ingress_stopped"] = False
+
+
+def set_pod_interface(namespace: str, pod: str, iface: str = "net1", up: bool = True) -> None:
+    """Take interface ``iface`` of a pod down (or up) inside its netns, as ``ip link set
+    IFACE down`` in the pod would."""
+    from hack.localcluster import cluster, network
+
+    with _state() as state:
+        obj = cluster.admin().get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+        if obj["spec"].get("hostNetwork"):
+            raise ClusterError(f"pod {namespace}/{pod} uses the node's network")
+        uid = obj["metadata"]["uid"]
+        netns = network.pod_netns_name(uid)
+        r = run(["ip", "-n", netns, "link", "set", iface, "up" if up else "down"], check=False)
+        if r.returncode != 0:
+            raise ClusterError(f"pod {namespace}/{pod}: {iface}: {r.stderr.strip()}")
+        entry = [namespace, pod, uid, iface]
+        rest = [e for e in state.faults["iface_down"] if e != entry]
+        state.faults["iface_down"] = rest if up else [*rest, entry]
+
+
 def heal_all() -> None:
     state = config.ClusterState.load()
     if state is None:
@@ -204,3 +288,13 @@ def heal_all() -> None:
         set_node_ready(n, True)
     for n in list(state.faults.get("no_heartbeat", [])):
         set_heartbeat(n, True)
+    if state.faults.get("ingress_stopped"):
+        start_ingress_proxy()
+    from hack.localcluster import network
+
+    with _state() as st:  # interfaces of pods that still exist (same uid) come back up
+        for _ns, _pod, uid, iface in st.faults["iface_down"]:
+            netns = network.pod_netns_name(uid)
+            if netns in network.list_netns():
+                run(["ip", "-n", netns, "link", "set", iface, "up"], check=False)
+        st.faults["iface_down"] = []

@@ -9,6 +9,7 @@ offers a list-then-watch iterator with resourceVersion bookkeeping (no polling).
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,26 @@ class WatchExpired(Exception):
     """The watch's resourceVersion is too old (410 Gone): re-list."""
 
 
+# Dead connections are noticed within ~25 s instead of minutes: a watch whose peer vanished
+# (e.g. after a 100% loss fault on the node, where TCP retransmissions back off to 2 min) is
+# dropped and re-listed, and a request stuck with unacknowledged data fails and is retried.
+SOCKET_OPTIONS = [
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+    (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 25_000),
+]
+
+
 class Kube:
     def __init__(self, kubeconfig: str | Path, context: str | None = None) -> None:
         cfg = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(
             config_file=str(kubeconfig), context=context, client_configuration=cfg
         )
+        cfg.socket_options = SOCKET_OPTIONS
         self.api = kubernetes.client.ApiClient(cfg)
         self.host = cfg.host
 
@@ -206,6 +221,9 @@ PLURALS = {
     "Pod": "pods",
     "Job": "jobs",
     "Secret": "secrets",
+    "IngressClass": "ingressclasses",
+    "CustomResourceDefinition": "customresourcedefinitions",
+    "NetworkAttachmentDefinition": "network-attachment-definitions",
 }
 
 

@@ -79,7 +79,9 @@ def proxy_config(node: config.NodeInfo) -> Path:
         "healthzBindAddress": f"0.0.0.0:{config.KUBE_PROXY_HEALTHZ_PORT}",
         "metricsBindAddress": "127.0.0.1:10249",
         "mode": config.PROXY_MODE,
-        "clusterCIDR": str(config.POD_CIDR),
+        "clusterCIDR": ",".join(
+            str(c) for c in [config.POD_CIDR, *([config.POD_CIDR6] if node.dual else [])]
+        ),
         "nodePortAddresses": ["primary"],  # the node IP (not the pods' gateway addresses)
         "oomScoreAdj": 0,  # no CAP_SYS_RESOURCE here; the default -999 cannot be set
         "conntrack": {

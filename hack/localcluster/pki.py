@@ -139,6 +139,8 @@ class ClusterPKI:
     apiserver_kubelet_client: Cert
     front_proxy_client: Cert
     admin: Cert
+    cli: Cert
+    addons: Cert
     restricted: Cert
     controller_manager: Cert
     scheduler: Cert
@@ -160,6 +162,8 @@ class ClusterPKI:
             apiserver_kubelet_client=c("apiserver-kubelet-client"),
             front_proxy_client=c("front-proxy-client"),
             admin=c("admin"),
+            cli=c("cli"),
+            addons=c("addons"),
             restricted=c("restricted"),
             controller_manager=c("controller-manager"),
             scheduler=c("scheduler"),
@@ -193,7 +197,9 @@ def make_all(nodes: list[config.NodeInfo]) -> ClusterPKI:
     make_cert(ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
               ("kubeadm:cluster-admins",))  # fmt: skip
     make_cert(fpca, "front-proxy-client", "front-proxy-client")
-    make_cert(ca, "admin", "kubernetes-admin", ("system:masters",))
+    make_cert(ca, "admin", config.ADMIN_USER, ("system:masters",))
+    make_cert(ca, "cli", config.CLI_USER, ("system:masters",))
+    make_cert(ca, "addons", config.ADDONS_USER, ("system:masters",))
     make_cert(ca, "restricted", config.RESTRICTED_USER)
     make_cert(ca, "controller-manager", "system:kube-controller-manager")
     make_cert(ca, "scheduler", "system:kube-scheduler")

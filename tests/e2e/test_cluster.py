@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from hack.localcluster.config import CGROUP_NAME
 from hack.localcluster.kube import JSON, ApiError, Kube
 from hack.localcluster.network import pod_netns_name
 from tests.fixtures.cluster import REPO, LocalCluster, other_sessions
@@ -144,8 +145,9 @@ def test_nodes_registered_ready_with_addresses(local_cluster: LocalCluster) -> N
     for name, node in nodes.items():
         conds = {c["type"]: c["status"] for c in node["status"]["conditions"]}
         assert conds["Ready"] == "True"
-        addrs = {a["type"]: a["address"] for a in node["status"]["addresses"]}
-        assert addrs["InternalIP"] == lc.node_ips[name]
+        internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert internal[0] == lc.node_ips[name]  # IPv4 first; dual stack: then IPv6
+        assert internal[1:] == ([lc.node_ips6[name]] if lc.dual_stack else [])
         assert node["spec"]["podCIDR"] == lc.pod_cidrs[name]
         assert node["metadata"]["labels"]["kubernetes.io/hostname"] == name
         assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
@@ -788,12 +790,21 @@ def _leftovers(lc: LocalCluster, pids: list[int]) -> list[str]:
         subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=False).stdout
     )
     found += [
-        f"link {link['ifname']}" for link in links if link["ifname"].startswith(("kdbr", "kdn"))
+        f"link {link['ifname']}"
+        for link in links
+        if link["ifname"].startswith(("kdbr", "kdn", "kdm"))
     ]
-    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=False).stdout
-    found += [
-        f"route {r}" for r in routes.splitlines() if r.startswith(("10.244.", "10.96.", "172.30."))
-    ]
+    for fam in ("-4", "-6"):
+        routes = subprocess.run(
+            ["ip", fam, "route"], capture_output=True, text=True, check=False
+        ).stdout
+        found += [
+            f"route {r}"
+            for r in routes.splitlines()
+            if r.removeprefix("unreachable ").startswith(
+                ("10.244.", "10.96.", "172.30.", "fd00:10:", "fd00:172:30:")
+            )
+        ]
     ruleset = subprocess.run(
         ["nft", "list", "ruleset"], capture_output=True, text=True, check=False
     ).stdout
@@ -820,8 +831,8 @@ def _leftovers(lc: LocalCluster, pids: list[int]) -> list[str]:
                 found.append(f"process {d}: {cmd.replace(chr(0), ' ')[:100]}")
     if lc.state_dir.exists():
         found.append(f"dir {lc.state_dir}")
-    if os.path.exists("/sys/fs/cgroup/freezer/kdoctor-cluster"):
-        found.append("cgroup freezer/kdoctor-cluster")
+    if os.path.exists(f"/sys/fs/cgroup/freezer/{CGROUP_NAME}"):
+        found.append(f"cgroup freezer/{CGROUP_NAME}")
     return found
 
 
@@ -848,15 +859,58 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(local_cluster: LocalCluste
     lc.kube().create(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
     )
-    lc.run_pod(ns, "sleeper", ["sleep", "600"], image=lc.images["shell"], node="node-2")
+    kube = lc.kube()
+    body = {
+        "metadata": {"name": "sleeper", "labels": {"app": "sleeper"}},
+        "spec": {
+            "nodeName": "node-2",
+            "containers": [
+                {"name": "main", "image": lc.images["shell"], "command": ["sleep", "600"]}
+            ],
+        },
+    }
+    if lc.has_addons:  # a secondary interface, a LoadBalancer address and its route, an Ingress
+        lc.create_nad(ns, "sec")
+        body["metadata"]["annotations"] = {"k8s.v1.cni.cncf.io/networks": "sec"}
+        kube.create(
+            f"/api/v1/namespaces/{ns}/services",
+            {
+                "metadata": {"name": "lb"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "ipFamilyPolicy": "PreferDualStack",
+                    "selector": {"app": "sleeper"},
+                    "ports": [{"port": 80}],
+                },
+            },
+        )
+        kube.create(
+            f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+            {"metadata": {"name": "web"}, "spec": {"defaultBackend": {"service": {
+                "name": "lb", "port": {"number": 80}}}}},
+        )  # fmt: skip
+    kube.create(f"/api/v1/namespaces/{ns}/pods", body)
     lc.wait_pod(ns, "sleeper")
+    if lc.has_addons:
+        lb_ips = lc.wait_lb_ips(ns, "lb")
+        lc.wait_for(
+            "the LB route in the root netns",
+            lambda: {"routes": subprocess.run(
+                ["ip", "route", "show", "exact", f"{lb_ips[0]}/32"],
+                capture_output=True, text=True, check=False,
+            ).stdout},
+            lambda r: "via" in r["routes"],
+            30,
+        )  # fmt: skip
+        lc.wait_ingress_ips(ns, "web")
     lc.cut_link("node-1", "node-3")
     pids = [int(p.read_text().split()[0]) for p in (state / "pids").iterdir()]
     pids += [
         int(c.read_text().split()[1]) for c in state.glob("nodes/*/pods/*/containers/*/current")
     ]
     created = (state / "created-paths").read_text().split()  # mount points pods needed
-    assert "/etc/coredns" in created
+    if CGROUP_NAME == "kdoctor-cluster":  # a second instance (own cgroup) finds it made
+        assert "/etc/coredns" in created
     root_rules = subprocess.run(
         ["nft", "list", "ruleset"], capture_output=True, text=True, check=False
     ).stdout

@@ -30,7 +30,7 @@ from typing import Any
 
 from hack.localcluster import config
 from hack.localcluster.kube import JSON, ApiError, Kube
-from hack.localcluster.node import logserver
+from hack.localcluster.node import logserver, multus
 from hack.localcluster.node.pod import PodWorker, now_iso
 
 LEASE_DURATION = 40
@@ -102,24 +102,22 @@ class Agent:
         print(f"{ts} {self.node.name}: {msg}", file=sys.stderr, flush=True)
 
     def allocate_ips(self, uid: str) -> list[str]:
+        """One address per pod CIDR, with the same host number in each (10.244.1.7 and
+        fd00:10:244:1::7), handed out round-robin like host-local IPAM."""
         with self.ip_lock:
             if uid in self.ips_by_uid:
                 return self.ips_by_uid[uid]
             used = {ip for ips in self.ips_by_uid.values() for ip in ips}
-            ips = []
-            for cidr in self.node.pod_cidrs:
-                net = ipaddress.ip_network(cidr)
-                size = min(net.num_addresses - 2, 65000)
-                for _ in range(size):
-                    cand = str(net.network_address + self.next_host)
-                    self.next_host = self.next_host + 1 if self.next_host < size else 2
-                    if cand not in used:
-                        ips.append(cand)
-                        break
-                else:
-                    raise RuntimeError(f"no free pod IP in {cidr}")
-            self.ips_by_uid[uid] = ips
-            return ips
+            nets = [ipaddress.ip_network(c) for c in self.node.pod_cidrs]
+            size = min(min(n.num_addresses for n in nets) - 2, 65000)
+            for _ in range(size):
+                host = self.next_host
+                self.next_host = host + 1 if host < size else 2
+                ips = [str(n.network_address + host) for n in nets]
+                if not used.intersection(ips):
+                    self.ips_by_uid[uid] = ips
+                    return ips
+            raise RuntimeError(f"no free pod IP in {', '.join(self.node.pod_cidrs)}")
 
     def release_ips(self, uid: str) -> None:
         with self.ip_lock:
@@ -242,7 +240,10 @@ class Agent:
                     "(fault injected by hack/cluster node notready)",
                 ),
             ],
-            "addresses": [{"type": "InternalIP", "address": ip} for ip in self.node.ips]
+            # The list's merge key (type) is not unique with two InternalIPs: replace it
+            # whole, as the kubelet does (fixupPatchForNodeStatusAddresses).
+            "addresses": [{"$patch": "replace"}]
+            + [{"type": "InternalIP", "address": ip} for ip in self.node.ips]
             + [{"type": "Hostname", "address": self.node.name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": config.KUBELET_PORT}},
             "nodeInfo": {
@@ -385,6 +386,8 @@ class Agent:
                         gone = [w for uid, w in self.workers.items() if uid not in seen]
                     for w in gone:
                         w.deleted()
+                    with contextlib.suppress(Exception):
+                        multus.Ipam().gc(self.node.name, seen)
                 elif etype in ("ADDED", "MODIFIED"):
                     self.handle_pod(obj)
                 elif etype == "DELETED":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import stat
 import sys
 from typing import Any
 
@@ -59,8 +60,8 @@ def _ensure(path: str, is_dir: bool, created_log: str) -> None:
     _record(created_log, path)
 
 
-def _mount(src: str, dst: str, ro: bool, created_log: str, orig: str) -> None:
-    _ensure(dst, os.path.isdir(orig), created_log)
+def _mount(src: str, dst: str, ro: bool, created_log: str, is_dir: bool) -> None:
+    _ensure(dst, is_dir, created_log)
     _check(libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None), f"bind {dst}")
     if ro:
         flags = MS_BIND | MS_REMOUNT | MS_RDONLY
@@ -99,7 +100,9 @@ def setup(spec: dict[str, Any]) -> None:
             m["dst"],
             bool(m.get("ro")),
             spec.get("created_log", ""),
-            m["src"],
+            # the opened source's type, not its path's now: a mount point made as a file
+            # for a directory would break every later container that mounts there
+            stat.S_ISDIR(os.fstat(fd).st_mode),
         )
     for fd in fds:
         os.close(fd)

@@ -18,9 +18,9 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hack.localcluster import images, network
+from hack.localcluster import config, images, network
 from hack.localcluster.kube import JSON, ApiError
-from hack.localcluster.node import podenv
+from hack.localcluster.node import multus, podenv
 from hack.localcluster.node.probes import ProbeWorker, run_probe
 from hack.localcluster.node.volumes import PodContext, VolumeError, VolumeManager
 
@@ -103,6 +103,9 @@ class PodWorker(threading.Thread):
         self.sandbox = False
         self.netns: str | None = None
         self.pod_ips: list[str] = []
+        self.network_status: str | None = None  # multus' annotation, until written
+        self.network_status_written = False
+        self.secondary_done = False
         self.start_time = ""
         self.start_mono = 0.0
         self.volumes: VolumeManager | None = None
@@ -151,7 +154,12 @@ class PodWorker(threading.Thread):
                     self.terminate(pod)
                     return
                 if not self.terminal:
-                    self.sync(pod)
+                    try:
+                        self.sync(pod)
+                    except Exception:  # e.g. the API unreachable: retry, keep the pod running
+                        self.agent.log(f"{self.key}: sync failed:\n{traceback.format_exc()}")
+                        self.retry_at = time.monotonic() + 2.0
+                        self.wake.wait(2.0)
                 self.wake.wait(self.next_wait())
                 self.wake.clear()
         except Exception:
@@ -285,9 +293,18 @@ class PodWorker(threading.Thread):
                 if self.host_network:
                     self.pod_ips = list(node.ips)
                 else:
-                    self.pod_ips = self.agent.allocate_ips(self.uid)
+                    # multus resolves every requested network before anything is created
+                    wanted = self.resolve_networks(pod)
+                    ips = self.agent.allocate_ips(self.uid)
                     gws = [network.pod_gateway(c) for c in node.pod_cidrs]
-                    self.netns = network.setup_pod(self.uid, self.pod_ips, gws)
+                    try:
+                        self.netns = network.setup_pod(self.uid, ips, gws)
+                        self.attach_networks(wanted, ips)
+                    except Exception:
+                        with contextlib.suppress(Exception):
+                            multus.Ipam().release(self.uid)
+                        raise
+                    self.pod_ips = ips
             ctx = PodContext(pod, list(node.ips), self.pod_ips, self.agent.allocatable)
             self.volumes = VolumeManager(self.agent.kube, pod, self.dir / "volumes", ctx)
             self.volumes.setup()
@@ -318,6 +335,44 @@ class PodWorker(threading.Thread):
         self.sandbox = True
         return True
 
+    def resolve_networks(self, pod: JSON) -> list[tuple[multus.Selection, JSON]]:
+        value = (pod["metadata"].get("annotations") or {}).get(multus.NETWORKS, "")
+        out = []
+        for sel in multus.parse_selection(value, self.ns):
+            nad = self.agent.kube.get_or_none(
+                multus.NAD_PATH.format(ns=sel.namespace, name=sel.name)
+            )
+            if nad is None:
+                raise multus.MultusError(
+                    f'plugin type="multus" name="multus-cni-network" failed (add): '
+                    f"Multus: [{self.ns}/{self.pod_name}/{self.uid}]: error loading k8s "
+                    f"delegates k8s args: TryLoadPodDelegates: error in getting k8s network for "
+                    f"pod: GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: "
+                    f"cannot find a network-attachment-definition ({sel.name}) in namespace "
+                    f"({sel.namespace}): network-attachment-definitions.k8s.cni.cncf.io "
+                    f'"{sel.name}" not found'
+                )
+            out.append((sel, nad))
+        return out
+
+    def attach_networks(self, wanted: list[tuple[multus.Selection, JSON]], ips: list[str]) -> None:
+        assert self.netns is not None
+        eth0 = network.pod_mac(self.netns, "eth0")
+        entries = [multus.status_entry(config.MULTUS_DEFAULT_NETWORK, "eth0", ips, eth0, True)]
+        ipam = multus.Ipam()
+        for i, (sel, nad) in enumerate(wanted, 1):
+            cfg = multus.plugin_config(nad)
+            ranges, static, routes = multus.ipam_plan(cfg)
+            cidrs = static or ipam.allocate(
+                self.uid, self.agent.node.name, sel.interface, ranges, sel.ips
+            )
+            mac = network.setup_secondary(
+                self.uid, self.netns, i, sel.interface, cidrs, sel.mac, routes
+            )
+            ips = [c.split("/")[0] for c in cidrs]
+            entries.append(multus.status_entry(sel.key, sel.interface, ips, mac))
+        self.network_status = json.dumps(entries, indent=4)
+
     def refresh_volumes(self) -> None:
         assert self.volumes is not None
         self.next_volume_sync = time.monotonic() + VOLUME_RESYNC
@@ -325,6 +380,9 @@ class PodWorker(threading.Thread):
             self.volumes.setup()
         except VolumeError as exc:
             self.agent.log(f"{self.key}: volume refresh: {exc}")
+        except Exception as exc:  # the API unreachable for a while: keep the pod, retry soon
+            self.agent.log(f"{self.key}: volume refresh failed, retrying: {exc}")
+            self.next_volume_sync = time.monotonic() + 5.0
 
     # --- containers ----------------------------------------------------------------------------
     def event(self, c: Container, etype: str, reason: str, message: str) -> None:
@@ -710,6 +768,8 @@ class PodWorker(threading.Thread):
             self.netns = None
         if self.pod_ips and not self.host_network:
             self.agent.release_ips(self.uid)
+            with contextlib.suppress(Exception):
+                multus.Ipam().release(self.uid)
         if remove_volumes:
             import shutil
 
@@ -803,15 +863,20 @@ class PodWorker(threading.Thread):
     def push_status(self) -> None:
         status = self.build_status()
         fingerprint = json.dumps(status, sort_keys=True)
-        if fingerprint == self.last_status:
+        pending = self.network_status if not self.network_status_written else None
+        if fingerprint == self.last_status and pending is None:
             return
+        meta: JSON = {"uid": self.uid}
+        if pending is not None:  # as multus does: through the status subresource
+            meta["annotations"] = {multus.NETWORK_STATUS: pending}
         try:
             self.agent.kube.patch(
                 f"/api/v1/namespaces/{self.ns}/pods/{self.pod_name}/status",
-                {"metadata": {"uid": self.uid}, "status": status},
+                {"metadata": meta, "status": status},
                 kind="strategic",
             )
             self.last_status = fingerprint
+            self.network_status_written = pending is not None or self.network_status_written
         except ApiError as exc:
             if exc.status == 404:
                 self.deleted()
