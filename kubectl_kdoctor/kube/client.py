@@ -173,9 +173,24 @@ def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
         return kube
     for hostport in filter(None, os.environ.get(API_FALLBACK_ENV, "").split(",")):
         cfg = copy.copy(kube.api.configuration)
-        cfg.host = f"https://{hostport}"
-        cfg.tls_server_name = "kubernetes.default.svc"
+        _pin_host(cfg, f"https://{hostport}", "kubernetes.default.svc")
         candidate = Kube(client.ApiClient(cfg), kube.namespace, kube.timeout)
         if answers(candidate):
             return candidate
     raise ClusterError(f"cannot reach the API server: {'; '.join(errors)}")
+
+
+def _pin_host(cfg: Any, host: str, server_name: str) -> None:
+    """Point ``cfg`` at ``host``, and keep it there: the in-cluster loader's token refresh hook
+    re-sets the host to the Service address before requests."""
+    refresh = cfg.refresh_api_key_hook
+
+    def hook(c: Any) -> None:
+        if refresh is not None:
+            refresh(c)
+        c.host = host
+        c.tls_server_name = server_name
+
+    cfg.refresh_api_key_hook = hook
+    cfg.host = host
+    cfg.tls_server_name = server_name
