@@ -81,12 +81,12 @@ def log(msg: str) -> None:
 
 def load_config(kube: Kube, run: str) -> AgentConfig:
     with api_errors(f"read ConfigMap {run}"):
-        cm = kube.core.read_namespaced_config_map(run, kube.namespace)
+        cm = kube.core.read_namespaced_config_map(run, kube.namespace, **kube.kw())
     cfg = from_json(cm.data["task.json"])
     if not cfg.secret:
         return cfg
     with api_errors(f"read Secret {run}"):
-        sec = kube.core.read_namespaced_secret(run, kube.namespace)
+        sec = kube.core.read_namespaced_secret(run, kube.namespace, **kube.kw())
     data = {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
     return dataclasses.replace(cfg, task=merge_secret(cfg.task, data))
 
@@ -154,8 +154,12 @@ async def run_agent(run: str) -> int:
         log(f"HTTPS disabled: {exc}")
     await server.start(None, m.HTTP_PORT, m.HTTPS_PORT, tls)
     try:
-        kube = await _retry(lambda: connect_agent(namespace), "reach the API server")
-        cfg = await _retry(lambda: load_config(kube, run), f"read ConfigMap {run}")
+
+        def start() -> tuple[Kube, AgentConfig]:
+            k = connect_agent(namespace)
+            return k, load_config(k, run)
+
+        kube, cfg = await _retry(start, f"reach the API server and read ConfigMap {run}")
     except KdoctorError as exc:
         fatal(f"cannot start: {exc}")
         await server.close()
@@ -214,7 +218,7 @@ async def run_agent(run: str) -> int:
             nr.system = usage.as_dict()
             results.append(nr)
         try:
-            await anyio.to_thread.run_sync(write_report, kube, cfg, node, pod, results)
+            await _retry(lambda: write_report(kube, cfg, node, pod, results), "write the report")
         except KdoctorError as exc:
             log(f"cannot write the report: {exc}")
             tg.cancel_scope.cancel()
@@ -303,10 +307,12 @@ def write_report(
 
     try:
         with api_errors(f"create report of {node}"):
-            kube.core.create_namespaced_config_map(cfg.namespace, body)
+            kube.core.create_namespaced_config_map(cfg.namespace, body, **kube.kw())
     except Conflict:
         with api_errors(f"replace report of {node}"):
-            kube.core.replace_namespaced_config_map(body["metadata"]["name"], cfg.namespace, body)
+            kube.core.replace_namespaced_config_map(
+                body["metadata"]["name"], cfg.namespace, body, **kube.kw()
+            )
 
 
 def main(run: str) -> int:

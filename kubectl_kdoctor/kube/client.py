@@ -143,7 +143,8 @@ def connect(access: Access) -> Kube:
     return Kube(api, namespace or "default", access.request_timeout)
 
 
-API_FALLBACK_ENV = "KDOCTOR_API_ENDPOINTS"  # host:port of the apiserver's own endpoints
+API_FALLBACK_ENV = "KDOCTOR_API_ENDPOINTS"
+AGENT_REQUEST_TIMEOUT = 15.0  # seconds: an agent's API call never hangs on a dead address  # host:port of the apiserver's own endpoints
 
 
 def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
@@ -158,12 +159,15 @@ def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
 
     from kubernetes import client
 
-    kube = connect(Access(namespace=namespace))
+    base = connect(Access(namespace=namespace))
+    cfg0 = copy.copy(base.api.configuration)
+    cfg0.retries = 1  # a dead address must fail fast: the caller retries, and falls back
+    kube = Kube(client.ApiClient(cfg0), base.namespace, AGENT_REQUEST_TIMEOUT)
     errors: list[str] = []
 
     def answers(k: Kube) -> bool:
         try:
-            client.VersionApi(k.api).get_code(_request_timeout=probe_timeout)
+            client.VersionApi(k.api).get_code(_request_timeout=(probe_timeout, probe_timeout))
             return True
         except Exception as exc:  # any failure: try the next address
             errors.append(f"{k.api.configuration.host}: {type(exc).__name__}")
@@ -174,7 +178,7 @@ def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
     for hostport in filter(None, os.environ.get(API_FALLBACK_ENV, "").split(",")):
         cfg = copy.copy(kube.api.configuration)
         _pin_host(cfg, f"https://{hostport}", "kubernetes.default.svc")
-        candidate = Kube(client.ApiClient(cfg), kube.namespace, kube.timeout)
+        candidate = Kube(client.ApiClient(cfg), kube.namespace, AGENT_REQUEST_TIMEOUT)
         if answers(candidate):
             return candidate
     raise ClusterError(f"cannot reach the API server: {'; '.join(errors)}")
@@ -182,12 +186,13 @@ def connect_agent(namespace: str | None, probe_timeout: float = 3.0) -> Kube:
 
 def _pin_host(cfg: Any, host: str, server_name: str) -> None:
     """Point ``cfg`` at ``host``, and keep it there: the in-cluster loader's token refresh hook
-    re-sets the host to the Service address before requests."""
+    re-sets the host to the Service address, and itself as the hook, before requests."""
     refresh = cfg.refresh_api_key_hook
 
     def hook(c: Any) -> None:
         if refresh is not None:
-            refresh(c)
+            refresh(c)  # re-reads the token, and re-installs itself and the Service host
+        c.refresh_api_key_hook = hook
         c.host = host
         c.tls_server_name = server_name
 

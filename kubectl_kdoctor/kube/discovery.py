@@ -57,7 +57,7 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
     selector = f"{RUN}={cfg.run},{ROLE}=agent"
     ready: dict[str, Peer] = {}
     with api_errors("list the run's agents"):
-        lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector)
+        lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector, **kube.kw())
     for pod in lst.items:
         peer = peer_of(pod)
         if peer and _ready(pod):
@@ -87,7 +87,9 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
                         break
         except Exception:  # a 410 Gone or a dropped stream: list again
             with api_errors("list the run's agents"):
-                lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector)
+                lst = kube.core.list_namespaced_pod(
+                    cfg.namespace, label_selector=selector, **kube.kw()
+                )
             rv = lst.metadata.resource_version
             for pod in lst.items:
                 peer = peer_of(pod)
@@ -99,7 +101,7 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
 def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
     with api_errors("list the run's Services"):
         services = kube.core.list_namespaced_service(
-            cfg.namespace, label_selector=f"{RUN}={cfg.run}"
+            cfg.namespace, label_selector=f"{RUN}={cfg.run}", **kube.kw()
         ).items
     cluster_ips: dict[int, dict[str, str]] = {}
     node_ports: dict[int, dict[str, int]] = {}
@@ -146,7 +148,7 @@ def ingress_addresses(kube: Kube, namespace: str, run: str) -> dict[str, str]:
 
     try:
         with api_errors(f"read Ingress {run}"):
-            ing = kube.networking.read_namespaced_ingress(run, namespace)
+            ing = kube.networking.read_namespaced_ingress(run, namespace, **kube.kw())
     except NotFound:
         return {}
     out: dict[str, str] = {}
@@ -165,7 +167,7 @@ def load_balancer_addresses(kube: Kube, namespace: str, run: str) -> dict[str, s
 
     try:
         with api_errors(f"read Service {run}-lb"):
-            svc = kube.core.read_namespaced_service(f"{run}-lb", namespace)
+            svc = kube.core.read_namespaced_service(f"{run}-lb", namespace, **kube.kw())
     except NotFound:
         return {}
     out: dict[str, str] = {}
@@ -182,7 +184,9 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
 
     selector = f"{RUN}={cfg.run},{ROLE}=report"
     with api_errors("list reports"):
-        lst = kube.core.list_namespaced_config_map(cfg.namespace, label_selector=selector)
+        lst = kube.core.list_namespaced_config_map(
+            cfg.namespace, label_selector=selector, **kube.kw()
+        )
     seen = {cm.metadata.name for cm in lst.items}
     rv = lst.metadata.resource_version
     while len(seen) < expected and time.monotonic() < deadline:
@@ -204,7 +208,9 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
                         break
         except Exception:
             with api_errors("list reports"):
-                lst = kube.core.list_namespaced_config_map(cfg.namespace, label_selector=selector)
+                lst = kube.core.list_namespaced_config_map(
+                    cfg.namespace, label_selector=selector, **kube.kw()
+                )
             seen = {cm.metadata.name for cm in lst.items}
             rv = lst.metadata.resource_version
     return len(seen)
