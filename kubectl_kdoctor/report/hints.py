@@ -124,8 +124,8 @@ def hints(run: RunResult) -> list[str]:
             out.append(f"only the {front} path fails, from every node - {culprit}")
 
     for x in nodes:
-        mul = [ok for (s, p, f, d), ok in c.items() if d == x and p == "multus"]
-        pod = [ok for (s, p, f, d), ok in c.items() if d == x and p == "pod"]
+        mul = [ok for (s, p, f, d), ok in c.items() if d == x and p == "multus" and s != x]
+        pod = [ok for (s, p, f, d), ok in c.items() if d == x and p == "pod" and s != x]
         if _all_fail(mul) and pod and all(pod):
             out.append(
                 f"{x}: its pod IP answers but its secondary interface does not - its secondary (multus) network"

@@ -8,96 +8,14 @@ import os
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.kd import CLI, cells, kdoctor, leftovers, report, wait_agents_running, wait_clean
 from tests.fixtures.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
-
-CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl-kdoctor")
-MANAGED = "app.kubernetes.io/managed-by=kubectl-kdoctor"
-
-
-@pytest.fixture
-def ns(local_cluster: LocalCluster) -> Iterator[str]:
-    """A namespace that enforces PodSecurity 'restricted', as a careful cluster would."""
-    name = f"kdj-{uuid.uuid4().hex[:6]}"
-    local_cluster.kube().create(
-        "/api/v1/namespaces",
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-            },
-        },
-    )
-    yield name
-    local_cluster.kube().delete(f"/api/v1/namespaces/{name}")
-
-
-def kdoctor(
-    cluster: LocalCluster, *args: str, timeout: float = 300, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**cluster.env(), **(env or {})},
-        check=False,
-    )
-
-
-def leftovers(cluster: LocalCluster, ns: str) -> list[str]:
-    kube = cluster.kube()
-    out = []
-    for path in (
-        f"/apis/batch/v1/namespaces/{ns}/jobs",
-        f"/api/v1/namespaces/{ns}/pods",
-        f"/api/v1/namespaces/{ns}/services",
-        f"/api/v1/namespaces/{ns}/configmaps",
-        f"/api/v1/namespaces/{ns}/secrets",
-        f"/api/v1/namespaces/{ns}/serviceaccounts",
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-    ):
-        for item in kube.get(path, labelSelector=MANAGED).get("items", []):
-            out.append(
-                f"{item['kind'] if 'kind' in item else path.rsplit('/', 1)[-1]}/{item['metadata']['name']}"
-            )
-    return out
-
-
-def wait_clean(cluster: LocalCluster, ns: str, timeout: float = 60) -> list[str]:
-    deadline = time.monotonic() + timeout
-    left = leftovers(cluster, ns)
-    while left and time.monotonic() < deadline:
-        time.sleep(1)
-        left = leftovers(cluster, ns)
-    return left
-
-
-def report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.stdout.startswith("{"), proc.stderr[-3000:]
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
-def cells(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(source node, path, destination node) -> detail."""
-    out = {}
-    for entry in doc["report"]["latestRoundReport"]:
-        for d in entry["taskNetReach"]["roundTaskDetail"]:
-            out[(entry["nodeName"], d["path"], d.get("targetNode", "-"))] = d
-    return out
-
 
 NETREACH = [
     "netreach",
@@ -163,7 +81,7 @@ def test_loss_on_one_node_shows_in_its_success_rate(local_cluster: LocalCluster,
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_agents_running(local_cluster, ns)
+    wait_agents_running(local_cluster, ns)
     local_cluster.set_loss(c, 30)  # once the agents run: the node must still start its pod
     try:
         out, err = proc.communicate(timeout=300)
@@ -221,19 +139,6 @@ def test_restricted_user_is_told_what_it_lacks(local_cluster: LocalCluster) -> N
     assert leftovers(local_cluster, local_cluster.rbac_namespace) == []
 
 
-def _wait_agents_running(
-    cluster: LocalCluster, ns: str, timeout: float = 90
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pods = cluster.kube().get(f"/api/v1/namespaces/{ns}/pods", labelSelector=MANAGED)["items"]
-        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-        if len(running) >= len(cluster.nodes):
-            return running
-        time.sleep(0.5)
-    raise AssertionError("agents did not start")
-
-
 def test_ctrl_c_removes_the_run(local_cluster: LocalCluster, ns: str) -> None:
     proc = subprocess.Popen(
         [CLI, *NETREACH, "-n", ns, "--duration", "60s"],
@@ -242,7 +147,7 @@ def test_ctrl_c_removes_the_run(local_cluster: LocalCluster, ns: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_agents_running(local_cluster, ns)
+    wait_agents_running(local_cluster, ns)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -257,7 +162,7 @@ def test_killed_cli_leaves_nothing_after_the_ttl(local_cluster: LocalCluster, ns
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_agents_running(local_cluster, ns)
+    wait_agents_running(local_cluster, ns)
     proc.kill()
     proc.wait()
     assert leftovers(local_cluster, ns)  # still there: the agents finish their run
@@ -301,7 +206,7 @@ def test_crashing_agent_is_named_and_cleaned_up(local_cluster: LocalCluster, ns:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_agents_running(local_cluster, ns)
+    wait_agents_running(local_cluster, ns)
     os.kill(_agent_pid(victim, "crash"), signal.SIGKILL)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, err

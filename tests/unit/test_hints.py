@@ -72,6 +72,22 @@ def test_dead_node() -> None:
     assert h[0].startswith("n3: every path to and from it fails")
 
 
+def test_secondary_interface_of_one_node() -> None:
+    def bad(s: str, p: str, f: str, d: str) -> bool:
+        return p == "multus" and "n3" in (s, d) and s != d
+
+    run = run_with(lambda *a: False)
+    for n in run.nodes:
+        for dst in NODES:
+            n.targets.append(
+                _t(f"multus-{dst}", not bad(n.node, "multus", "ipv4", dst), "multus", "ipv4", dst)
+            )
+    assert any(
+        h.startswith("n3: its pod IP answers but its secondary interface does not")
+        for h in hints(run)
+    )
+
+
 def test_only_ipv6_and_only_ingress() -> None:
     assert any(
         "only IPv6 fails (every IPv6 cell" in x
