@@ -149,10 +149,14 @@ def dry_run_yaml(obj: dict[str, Any]) -> str:
 def run_crd_mode(
     kube: Kube, inv: Invocation, name: str, ui: UI, obj: dict[str, Any]
 ) -> RunResult | None:
+    from kubectl_kdoctor.kube.kdoctor import controller_status
     from kubectl_kdoctor.kube.preflight import Permission, require_permissions
     from kubectl_kdoctor.kube.tasks import PLURAL, create_task, delete_task, task_report, watch_task
 
     kind = inv.task.kind
+    found, why = controller_status(kube)
+    if not found:
+        raise ClusterError(f"--mode crd: no kdoctor controller answers ({why}); use --mode job")
     require_permissions(
         kube,
         kube.namespace,

@@ -338,6 +338,39 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def check_host_network(kube: Kube, namespace: str) -> None:
+    """--host-network needs a namespace whose PodSecurity level allows host namespaces."""
+    from kubectl_kdoctor.errors import Forbidden
+
+    try:
+        with api_errors(f"read namespace {namespace}"):
+            ns = kube.core.read_namespace(namespace, **kube.kw())
+    except (Forbidden, NotFound):
+        return  # cannot tell: the API will refuse the pods if it must, and we report that
+    level = (ns.metadata.labels or {}).get("pod-security.kubernetes.io/enforce", "privileged")
+    if level in ("baseline", "restricted"):
+        raise ClusterError(
+            f"--host-network: namespace {namespace} enforces PodSecurity {level!r}, which forbids "
+            "host networking; use a namespace labelled pod-security.kubernetes.io/enforce=privileged"
+        )
+
+
+def job_events(kube: Kube, namespace: str, name: str) -> str | None:
+    """Why the Job controller could not create the agent pods (its FailedCreate event)."""
+    from kubectl_kdoctor.errors import ClusterError as _ClusterError
+
+    try:
+        with api_errors(f"list events of Job {name}"):
+            events = kube.core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate",
+                **kube.kw(),
+            ).items
+    except _ClusterError:
+        return None
+    return str(events[-1].message) if events else None
+
+
 def _await_addresses(kube: Kube, p: Plan, wanted: set[str], late: bool) -> set[str]:
     """The paths among LoadBalancer/Ingress whose address has not appeared yet; when ``late``
     (past --start-timeout) a missing one ends the run with a message saying what to check."""
@@ -410,6 +443,7 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
     paths = set(p.task.netreach.paths) if p.task.netreach else set()
     wanted = paths & {"loadbalancer", "ingress"}
     next_address_check = 0.0
+    next_event_check = 0.0
     try:
         while True:
             try:
@@ -464,6 +498,11 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
             if len(reported) + len(failed) >= n:
                 break
             now = time.monotonic()
+            if not pods and now - started > 5 and now >= next_event_check:
+                next_event_check = now + 5.0
+                why = job_events(kube, p.namespace, p.name)
+                if why:
+                    raise AgentStartError(f"the Job cannot create agent pods: {why}")
             if all_ready_at is None and now - started > start_timeout:
                 not_ready = [
                     f"{x.spec.node_name or x.metadata.name}: {x.status.phase if x.status else 'Pending'}"
@@ -554,6 +593,8 @@ def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | 
         return None
     for node, why in sorted(p.skipped.items()):
         ui.info(f"skipping node {node}: {why}")
+    if inv.placement.host_network:
+        check_host_network(kube, p.namespace)
     require_permissions(
         kube,
         p.namespace,

@@ -30,6 +30,47 @@ def _message(exc: BaseException) -> str:
     )
 
 
+def _transport_reason(exc: BaseException) -> str:
+    """``https://host:port: connection refused`` from urllib3's nested reprs."""
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NameResolutionError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+        SSLError,
+    )
+
+    where = ""
+    inner: BaseException | None = exc
+    if isinstance(exc, MaxRetryError):
+        pool = exc.pool
+        where = f"{pool.scheme}://{pool.host}:{pool.port}: " if pool is not None else ""
+        inner = exc.reason
+    if isinstance(inner, NameResolutionError):
+        return f"{where}cannot resolve the host name"
+    if isinstance(inner, ConnectTimeoutError) and not isinstance(inner, NewConnectionError):
+        return f"{where}connection timed out"  # (urllib3's NewConnectionError subclasses it)
+    if isinstance(inner, ReadTimeoutError):
+        return f"{where}no answer in time"
+    if isinstance(inner, SSLError):
+        return f"{where}TLS error: {inner.args[0] if inner.args else inner}"
+    if isinstance(inner, NewConnectionError | ProtocolError | OSError):
+        text = str(inner)
+        for marker, short in (
+            ("Connection refused", "connection refused"),
+            ("No route to host", "no route to host"),
+            ("Network is unreachable", "network unreachable"),
+            ("Connection reset", "connection reset"),
+            ("ended prematurely", "the connection ended early"),
+        ):
+            if marker in text:
+                return f"{where}{short}"
+        return f"{where}{text.split(': ', 1)[-1]}"
+    return f"{where}{type(inner).__name__}: {inner}"
+
+
 def translate(exc: BaseException, what: str = "") -> ClusterError:
     """Map a kubernetes-client / urllib3 exception to our error tree."""
     from kubernetes.client.exceptions import ApiException
@@ -52,14 +93,7 @@ def translate(exc: BaseException, what: str = "") -> ClusterError:
             msg = f"cluster unreachable: {msg}"
         return cls(f"{prefix}{msg}", status=status, reason=getattr(exc, "reason", None))
     if isinstance(exc, Urllib3Error | OSError):
-        text = str(exc)
-        if "Connection refused" in text or "Max retries" in text or isinstance(exc, OSError):
-            text = (
-                text.rsplit("(Caused by ", maxsplit=1)[-1].rstrip(")")
-                if "(Caused by " in text
-                else text
-            )
-        return ClusterError(f"{prefix}cluster unreachable: {text}")
+        return ClusterError(f"{prefix}cluster unreachable: {_transport_reason(exc)}")
     return ClusterError(f"{prefix}{type(exc).__name__}: {exc}")
 
 
