@@ -62,7 +62,38 @@ def job_mode_permissions(secret: bool, ingress: bool, cluster_dns: bool) -> list
     return perms
 
 
+def rule_allows(rule: Any, p: Permission) -> bool:
+    """Whether one RBAC resource rule (of a SelfSubjectRulesReview) grants ``p``."""
+    groups = rule.api_groups or []
+    resources = rule.resources or []
+    verbs = rule.verbs or []
+    names = rule.resource_names or []
+    return (
+        ("*" in groups or p.group in groups)
+        and ("*" in resources or p.resource in resources)
+        and ("*" in verbs or p.verb in verbs)
+        and (not names or (p.name is not None and p.name in names))
+    )
+
+
+def _rules_review(kube: Kube, namespace: str) -> list[Any] | None:
+    """The namespaced rules the user has, or None when the authorizer cannot list them all."""
+    from kubernetes import client
+
+    body = client.V1SelfSubjectRulesReview(
+        spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace)
+    )
+    with api_errors("SelfSubjectRulesReview"):
+        res = kube.authz.create_self_subject_rules_review(body, **kube.kw())
+    if res.status.incomplete:
+        return None
+    return list(res.status.resource_rules or [])
+
+
 def missing_permissions(kube: Kube, namespace: str, perms: list[Permission]) -> list[Permission]:
+    """The permissions the user lacks: namespaced ones from one SelfSubjectRulesReview of the
+    namespace (when the authorizers can answer it completely, as RBAC does), the rest (and
+    everything when they cannot) from SelfSubjectAccessReviews asked in parallel."""
     from kubernetes import client
 
     def check(p: Permission) -> bool:
@@ -78,9 +109,18 @@ def missing_permissions(kube: Kube, namespace: str, perms: list[Permission]) -> 
             res = kube.authz.create_self_subject_access_review(body, **kube.kw())
         return bool(res.status.allowed)
 
+    local = [p for p in perms if p.namespaced and p.name != "kube-dns"]
+    rules = _rules_review(kube, namespace) if local else None
+    verdict: dict[Permission, bool] = {}
+    if rules is not None:
+        for p in local:
+            if any(rule_allows(r, p) for r in rules):
+                verdict[p] = True
+    ask = [p for p in perms if p not in verdict]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        allowed = list(pool.map(check, perms))
-    return [p for p, ok in zip(perms, allowed, strict=True) if not ok]
+        for p, ok in zip(ask, pool.map(check, ask), strict=True):
+            verdict[p] = ok
+    return [p for p in perms if not verdict[p]]
 
 
 def require_permissions(
