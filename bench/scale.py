@@ -3,6 +3,8 @@
     python -m bench.scale cli-start     # `kubectl kdoctor --help` and a bad input vs `kubectl version --client`
     python -m bench.scale cli-memory [--nodes 1000] [--peers 10]
                                          # peak RSS of collecting and rendering N agents' reports
+    python -m bench.scale cluster [--nodes 100] [--peers 10] [--qps 1] [--duration 5s]
+                                         # netreach on a local cluster of N simulated nodes
 
 cli-memory builds synthetic agent report payloads exactly as agents write them (every target
 with its latency, service-time and send-lag histograms), then runs the CLI's own collection
@@ -158,6 +160,93 @@ def _generate(path: str, nodes: int, peers: int) -> None:
             fh.write(json.dumps({"report.json.gz": encode_report(p)}) + "\n")
 
 
+def cluster(nodes: int, peers: int, qps: int, duration: str, keep: bool) -> None:
+    """netreach on a local cluster of ``nodes`` simulated nodes (started here unless one of that
+    size runs): wall time, agents, report size, CLI peak RSS, API requests by verb/resource."""
+    import os
+
+    sys.path.insert(0, str(REPO))
+    from hack.localcluster import config as cluster_config
+    from tests.fixtures.cluster import _from_state
+
+    state = cluster_config.ClusterState.load()
+    started = False
+    if state is None or len(state.node_names) != nodes:
+        if state is not None:
+            subprocess.run(
+                [str(REPO / "hack" / "cluster"), "down"], check=True, capture_output=True
+            )
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(REPO / "hack" / "cluster"), "up", "--nodes", str(nodes), "--ip-family", "ipv4"],
+            check=True,
+            capture_output=True,
+        )
+        print(f"cluster of {nodes} nodes up in {time.perf_counter() - t0:.0f}s")
+        started = True
+    lc = _from_state(started_here=started)
+    env = {**os.environ, "KUBECONFIG": str(lc.kubeconfig)}
+    ns = f"kd-scale-{nodes}"
+    subprocess.run(["kubectl", "create", "ns", ns], env=env, capture_output=True, check=False)
+    out = Path(f"/tmp/kdoctor-bench-scale/cluster-{nodes}.json")
+    t0 = time.time()
+    with out.open("w") as fh:
+        proc = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M",
+                str(CLI),
+                "netreach",
+                "-n",
+                ns,
+                "--mode",
+                "job",
+                "--context",
+                lc.cli_context,
+                "--qps",
+                str(qps),
+                "--duration",
+                duration,
+                "--peers",
+                str(peers),
+                "--start-timeout",
+                "10m",
+                "-o",
+                "json",
+            ],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            check=False,
+        )
+    wall = time.time() - t0
+    rss_kb = int(proc.stderr.strip().splitlines()[-1]) if proc.stderr.strip() else 0
+    time.sleep(3)
+    cli = lc.api_request_counts(since=t0, users=lc.cli_user)
+    agents = lc.api_request_counts(since=t0, users=f"system:serviceaccount:{ns}:*")
+    doc = json.loads(out.read_text()) if out.stat().st_size else {}
+    entries = (doc.get("report") or {}).get("latestRoundReport") or []
+    targets = sum(len(e["taskNetReach"]["roundTaskDetail"]) for e in entries)
+    print(
+        f"nodes {nodes}, peers {peers}: exit {proc.returncode}, wall {wall:.0f}s, agents reported {len(entries)}, "
+        f"targets {targets}, report {out.stat().st_size / 1e6:.1f} MB, CLI peak RSS {rss_kb / 1024:.0f} MB"
+    )
+    print(f"API requests by the CLI: {sum(cli.values())}")
+    for (verb, res), n in sorted(cli.items()):
+        print(f"  {verb:7s} {res:55s} {n}")
+    print(
+        f"API requests by the agents: {sum(agents.values())} ({sum(agents.values()) / max(1, len(entries)):.1f} per agent)"
+    )
+    for (verb, res), n in sorted(agents.items()):
+        print(f"  {verb:7s} {res:55s} {n}")
+    if proc.returncode not in (0, 1):
+        print(proc.stderr[-2000:])
+    if started and not keep:
+        subprocess.run([str(REPO / "hack" / "cluster"), "down"], check=False, capture_output=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_generate":
         _generate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -166,13 +255,18 @@ def main() -> None:
         _collect(sys.argv[2], int(sys.argv[3]))
         return
     ap = argparse.ArgumentParser(prog="python -m bench.scale")
-    ap.add_argument("what", choices=["cli-start", "cli-memory"])
+    ap.add_argument("what", choices=["cli-start", "cli-memory", "cluster"])
+    ap.add_argument("--qps", type=int, default=1)
+    ap.add_argument("--duration", default="5s")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster up")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--peers", type=int, default=10)
     a = ap.parse_args()
     if a.what == "cli-start":
         cli_start(a.runs)
+    elif a.what == "cluster":
+        cluster(a.nodes if a.nodes != 1000 else 100, a.peers, a.qps, a.duration, a.keep)
     else:
         cli_memory(a.nodes, a.peers)
 
