@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "down":
             node.down(Path(args.save_logs) if args.save_logs else None)
         elif args.cmd == "status":
-            st = node.status()
-            print(json.dumps(st, indent=2))
-            return 0 if st["up"] else 1
+            info = node.status()
+            print(json.dumps(info, indent=2))
+            return 0 if info["up"] else 1
         elif args.cmd == "images":
             for img in (image.pause_image(args.rebuild), image.agent_image(args.rebuild)):
                 print(json.dumps({"ref": img.ref, "archive": str(img.archive), **img.meta}))

@@ -156,7 +156,7 @@ class State:
     """What ``up`` made, persisted so ``down`` (in any process) can undo exactly that."""
 
     node: RealNode
-    cluster_nodes: list[str]  # simulated-node netns that got a route to our pod CIDR
+    route_netns: list[str]  # netns (simulated nodes, ingress) that got routes to our pods
     sysctls: dict[str, str] = field(default_factory=dict)  # original host values
     created_dirs: list[str] = field(default_factory=list)  # host dirs made for tmpfs mounts
     agent_image: str = ""
@@ -178,4 +178,6 @@ class State:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         data["node"] = RealNode(**data["node"])
-        return cls(**data)
+        data.setdefault("route_netns", data.pop("cluster_nodes", []))  # older states
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})

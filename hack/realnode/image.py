@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hack.localcluster import config as cluster_config
 from hack.realnode import config, oci
 
 SUITE = "bookworm"
@@ -281,7 +282,7 @@ def _prune(prefix: str, keep: int) -> None:
 
 
 def _host_pip_dir() -> Path:
-    out = _run([str(config.cluster_config.PYTHON), "-c",
+    out = _run([str(cluster_config.PYTHON), "-c",
                 "import os, pip; print(os.path.dirname(pip.__file__))"]).stdout  # fmt: skip
     return Path(out.strip())
 
@@ -295,7 +296,7 @@ def _build_agent(tmp: Path, b: Base, ref: str) -> None:
         shutil.copy2(f, dst)
     wheels = tmp / "wheels"
     log("pip wheel: the package and its dependencies (host pip, PyPI)")
-    _run([str(config.cluster_config.PYTHON), "-m", "pip", "wheel", "-q", "--wheel-dir",
+    _run([str(cluster_config.PYTHON), "-m", "pip", "wheel", "-q", "--wheel-dir",
           str(wheels), str(src)], timeout=1800)  # fmt: skip
     t_wheels = time.monotonic() - t0
     upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"

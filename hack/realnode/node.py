@@ -353,14 +353,36 @@ def setup_network(node: RealNode, sims: list[cc.NodeInfo]) -> None:
     cmds += [f"route add {c} via {via} dev eth0" for c, via in _sim_routes(node, sims)]
     _ip(cmds, netns=node.netns)
     _ip([f"route replace {c} via {_via(c, node.ips)} dev {cc.BRIDGE}" for c in node.pod_cidrs])
-    for s in sims:
+    # Every simulated node, and the ingress proxy's netns (nginx proxies to pod IPs), reach
+    # our pods directly over the bridge, as they reach each other's.
+    for ns in route_netns(sims):
+        fams = _global_families(ns)
         cmds = [f"route replace {c} via {_via(c, node.ips)} dev eth0" for c in node.pod_cidrs
-                if _via(c, s.ips)]  # fmt: skip
-        _ip(cmds, netns=s.netns)
+                if ("inet6" if _v6(c) else "inet") in fams]  # fmt: skip
+        _ip(cmds, netns=ns)
+
+
+def _global_families(netns: str) -> set[str]:
+    """Families ("inet", "inet6") with a global address on ``netns``'s eth0."""
+    out = run(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"], check=False).stdout
+    return {
+        a["family"]
+        for link in json.loads(out or "[]")
+        for a in link.get("addr_info", [])
+        if a.get("scope") == "global"
+    }
+
+
+def route_netns(sims: list[cc.NodeInfo]) -> list[str]:
+    out = [s.netns for s in sims]
+    ingress = getattr(cc, "INGRESS_NETNS", None)
+    if ingress and Path("/run/netns", ingress).exists():
+        out.append(ingress)
+    return out
 
 
 def teardown_network(state: State | None, node: RealNode) -> None:
-    sims = state.cluster_nodes if state else []
+    sims = state.route_netns if state else []
     existing = set(os.listdir("/run/netns")) if Path("/run/netns").is_dir() else set()
     for ns in sims:
         if ns in existing:
@@ -618,7 +640,9 @@ def start_kubelet(node: RealNode, kubelet: Path, certs: dict[str, cpki.Cert]) ->
             f"--root-dir={config.path('kubelet', 'root')}",
             f"--hostname-override={node.name}",
             f"--node-ip={','.join(node.ips)}",
-            f"--node-labels={config.LABEL_KEY}=true",
+            # ...and out of the add-ons' LoadBalancer announcements (MetalLB's label).
+            f"--node-labels={config.LABEL_KEY}=true,"
+            "node.kubernetes.io/exclude-from-external-load-balancers=true",
             "--v=1",
         ],
         node,
@@ -642,12 +666,16 @@ def wait_node(node: RealNode, kube: Kube, timeout: float) -> None:
 
     def ready() -> bool:
         n = kube.get(f"/api/v1/nodes/{node.name}")
-        return any(
+        ok = any(
             c["type"] == "Ready" and c["status"] == "True"
             for c in n.get("status", {}).get("conditions") or []
         )
+        # The node lifecycle controller lifts node.kubernetes.io/not-ready a few seconds
+        # after Ready; until then nothing lands here.
+        others = [t for t in n.get("spec", {}).get("taints") or [] if t["key"] != config.TAINT_KEY]
+        return ok and not others
 
-    _wait("kubelet", f"Node {node.name} Ready", ready, timeout)
+    _wait("kubelet", f"Node {node.name} Ready and without not-ready taints", ready, timeout)
 
 
 def grant_apiserver(kube: Kube) -> None:
@@ -778,7 +806,7 @@ def _up() -> State:
     kube = admin()
     node = RealNode.make(dual=cluster.dual)
     check_free(node, kube)
-    state = State(node=node, cluster_nodes=[n.netns for n in cluster.nodes])
+    state = State(node=node, route_netns=route_netns(cluster.nodes))
     state.save()
     timings: dict[str, float] = {}
 
@@ -1005,7 +1033,7 @@ def leftovers(state: State) -> list[str]:
     for c in node.pod_cidrs:
         if run(["ip", _fam(c), "route", "show", c], check=False).stdout.strip():
             out.append(f"route {c} in the root netns")
-        for ns in state.cluster_nodes:
+        for ns in state.route_netns:
             if Path("/run/netns", ns).exists():
                 r = run(["ip", _fam(c), "-n", ns, "route", "show", c], check=False).stdout.strip()
                 if r:

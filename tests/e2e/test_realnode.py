@@ -23,13 +23,15 @@ import pytest
 
 from hack.localcluster import config as cluster_config
 from tests.fixtures.cluster import LocalCluster
-from tests.fixtures.realnode import RealNode
+from tests.fixtures.realnode import ENV, SKIP_REASON, RealNode
 
 pytestmark = [
     pytest.mark.realnode,
     pytest.mark.cluster,
     pytest.mark.slow,
     pytest.mark.timeout(3600),  # the first test pays for cold builds (kubelet, rootfs)
+    # Before any fixture (not even the local cluster is started when it skips).
+    pytest.mark.skipif(os.environ.get(ENV) != "1", reason=SKIP_REASON),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +51,21 @@ def kubectl(
 
 
 def show(proc: subprocess.CompletedProcess[str]) -> str:
-    return f"rc={proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    """The exit code, stderr, and for a JSON report its failures (else stdout's tail)."""
+    out = proc.stdout[-4000:]
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        doc = json.loads(proc.stdout)
+        lines = [f"status.hints: {doc.get('status', {}).get('hints')}"]
+        for e in doc["report"]["latestRoundReport"]:
+            task: dict[str, Any] = next((v for k, v in e.items() if k.startswith("task")), {})
+            for d in task.get("roundTaskDetail") or []:
+                if not d.get("requestSucceed"):
+                    lines.append(
+                        f"{e['nodeName']} -> {d.get('targetNode', '-')} [{d.get('path')}/"
+                        f"{d.get('ipFamily', '')}] {d.get('name')}: {d.get('failureReasons')}"
+                    )
+        out = "\n".join(lines)
+    return f"rc={proc.returncode}\nreport:\n{out}\nstderr:\n{proc.stderr[-4000:]}"
 
 
 def report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -62,8 +78,12 @@ def by_node(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["nodeName"]: e for e in doc["report"]["latestRoundReport"]}
 
 
+INGRESS = "ingress"  # stands for the ingress proxy in the sets of faulted "nodes"
+
+
 def faulted_nodes() -> set[str]:
-    """Simulated nodes some fault (of any test session) touches right now."""
+    """Simulated nodes some fault (of any test session) touches right now, plus INGRESS
+    while the ingress proxy is stopped."""
     state = cluster_config.ClusterState.load()
     if state is None:
         return set()
@@ -73,17 +93,23 @@ def faulted_nodes() -> set[str]:
         out |= set(f.get(key) or {})
     for key in ("proxy_stopped", "not_ready", "no_heartbeat"):
         out |= set(f.get(key) or [])
-    return out & set(state.node_names)
+    out &= set(state.node_names)
+    if f.get("ingress_stopped"):
+        out.add(INGRESS)
+    return out
 
 
-def quiet_sim_nodes(cluster: LocalCluster, want: int, timeout: float = 180) -> list[str]:
+def quiet_sim_nodes(
+    cluster: LocalCluster, want: int, timeout: float = 180, ingress: bool = False
+) -> list[str]:
     """Simulated nodes no fault touches right now: other test sessions cut links, drop
-    packets, stop kube-proxy or mark nodes NotReady on the shared cluster."""
+    packets, stop kube-proxy (or the ingress proxy) or mark nodes NotReady on the shared
+    cluster. ``ingress``: also wait for the ingress proxy to run."""
     deadline = time.monotonic() + timeout
     while True:
         faulted = faulted_nodes()
         quiet = [n for n in cluster.nodes if n not in faulted]
-        if len(quiet) >= want:
+        if len(quiet) >= want and not (ingress and INGRESS in faulted):
             return quiet[:want]
         if time.monotonic() > deadline:
             pytest.skip(f"other sessions keep faults on {sorted(faulted)}; need {want} quiet nodes")
@@ -329,32 +355,66 @@ def test_dns_from_real_and_simulated_node(
         assert d["requestServer"] == f"{local_cluster.dns_ip}:53"
 
 
+def netreach_matrix(
+    cluster: LocalCluster, real_node: RealNode, ns: str, paths: list[str], ingress: bool
+) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """Run netreach over ``paths`` on the real node and two quiet simulated nodes; assert
+    exit 0 and that every cell passed; return (nodes, [(source node, detail)])."""
+    sims = quiet_sim_nodes(cluster, 2, ingress=ingress)
+    nodes = [real_node.name, *sims]
+    args = [a for n in nodes for a in ("--node", n)]
+    proc = run_unless_faulted(
+        lambda: kubectl(cluster, "kdoctor", "netreach", "-n", ns, "--mode", "job", *args,
+                        *real_node.kdoctor_args, "--targets", ",".join(paths), "--qps", "5",
+                        "--duration", "3s", "--timeout", "1s", "-o", "json"),
+        {*sims, INGRESS} if ingress else set(sims),
+    )  # fmt: skip
+    assert proc.returncode == 0, show(proc)
+    details = [
+        (e["nodeName"], d)
+        for e in report(proc)["report"]["latestRoundReport"]
+        for d in e["taskNetReach"]["roundTaskDetail"]
+    ]
+    for src, d in details:
+        assert d["requestSucceed"] and d["requestSucceedRate"] == 1.0, (src, d)
+    return nodes, details
+
+
 def test_netreach_between_real_and_simulated_nodes(
     local_cluster: LocalCluster, real_node: RealNode, ns: str
 ) -> None:
     """``kubectl kdoctor netreach --mode job``: pod IP, ClusterIP and NodePort from the real
-    node to simulated nodes and back, every cell of the matrix passes."""
-    sims = quiet_sim_nodes(local_cluster, 2)
-    nodes = [real_node.name, *sims]
-    args = [a for n in nodes for a in ("--node", n)]
-    proc = run_unless_faulted(
-        lambda: kubectl(local_cluster, "kdoctor", "netreach", "-n", ns, "--mode", "job", *args,
-                        *real_node.kdoctor_args, "--qps", "5", "--duration", "3s",
-                        "--timeout", "1s", "-o", "json"),
-        set(sims),
-    )  # fmt: skip
-    assert proc.returncode == 0, show(proc)
-    doc = report(proc)
-    cells = {
-        (e["nodeName"], d["path"], d.get("ipFamily"), d.get("targetNode", "-")): d
-        for e in doc["report"]["latestRoundReport"]
-        for d in e["taskNetReach"]["roundTaskDetail"]
-    }
+    node to simulated nodes and back, over every IP family; every cell of the matrix
+    passes."""
+    paths = ["pod", "clusterip", "nodeport"]
+    nodes, details = netreach_matrix(local_cluster, real_node, ns, paths, ingress=False)
+    have = {(src, d["path"], d.get("ipFamily"), d.get("targetNode")) for src, d in details}
     # Both families on a dual-stack cluster: the real node is dual-stack too.
-    for src in nodes:
-        for dst in nodes:
-            for path in ("pod", "clusterip", "nodeport"):
-                for fam in real_node.families:
-                    cell = cells.get((src, path, fam, dst))
-                    assert cell is not None, (src, path, fam, dst, sorted(cells))
-                    assert cell["requestSucceed"] and cell["requestSucceedRate"] == 1.0, cell
+    want = {
+        (src, path, fam, dst)
+        for src in nodes
+        for dst in nodes
+        for path in paths
+        for fam in real_node.families
+    }
+    assert want <= have, sorted(want - have)
+
+
+def test_netreach_loadbalancer_and_ingress_from_real_node(
+    local_cluster: LocalCluster, real_node: RealNode, ns: str
+) -> None:
+    """The add-ons' paths with the real node in the matrix: a LoadBalancer address (kube-proxy
+    on the real node serves it locally) and the Ingress (nginx in its own netns proxies to
+    the agents' pod IPs, the real node's included)."""
+    from hack.localcluster import ingress
+
+    state = cluster_config.ClusterState.load()
+    if state is None or not state.addons:
+        pytest.skip("the cluster runs without its add-ons (LoadBalancer, Ingress)")
+    if ingress.nginx_pid() is None:
+        pytest.skip("the cluster's ingress nginx is not running (hack/cluster status: add-ons)")
+    paths = ["loadbalancer", "ingress"]
+    nodes, details = netreach_matrix(local_cluster, real_node, ns, paths, ingress=True)
+    for path in paths:  # one Service (one Ingress) per run: targets without a node
+        got = {(src, d.get("ipFamily")) for src, d in details if d["path"] == path}
+        assert got == {(src, fam) for src in nodes for fam in real_node.families}, (path, got)
