@@ -285,6 +285,11 @@ async def _plan(
         load=task.load,
         plan=cfg.peer_plan.get(node) if cfg.peer_plan else None,
     )
+    if "multus" in task.netreach.paths and not any(p.path == "multus" for p in planned):
+        gap = "no agent has a secondary (multus) interface: give --multus-networks NET"
+        error = f"{error}; {gap}" if error else gap
+    if not planned and not error:
+        error = "nothing to probe: no peer and no path address was found"
     return planned, error, len(peers)
 
 
