@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,12 @@ def write_kubeconfig(
         "current-context": current,
         "preferences": {},
     }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    path.chmod(0o600)
+    # Atomically: a component starting now may be reading the previous copy (every node's
+    # kube-proxy shares one kubeconfig, rewritten as each node starts).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
 
 
 @dataclass

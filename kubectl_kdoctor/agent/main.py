@@ -47,7 +47,7 @@ from kubectl_kdoctor.runconfig import (
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Task
 
 T = TypeVar("T")
-WARM_UP_LIMIT = 15.0  # seconds to wait for fresh Service paths to answer once
+WARM_UP_LIMIT = 45.0  # seconds to wait for fresh Service paths to answer once (kube-proxy syncs)
 ADDRESS_WAIT = 60.0  # seconds to wait for LoadBalancer / Ingress addresses
 
 
