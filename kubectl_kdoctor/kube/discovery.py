@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.kube.manifests import INDEX, ROLE, RUN
 from kubectl_kdoctor.runconfig import AgentConfig, Endpoints, Peer
+
+T = TypeVar("T")
 
 NETWORK_STATUS = ("k8s.v1.cni.cncf.io/network-status", "k8s.v1.cni.cncf.io/networks-status")
 
@@ -50,14 +53,36 @@ def peer_of(pod: Any) -> Peer | None:
     )
 
 
+def patiently(fn: Callable[[], T], what: str, deadline: float) -> T:
+    """``fn()`` retried with back-off until ``deadline`` while the API is slow or unreachable
+    (a busy apiserver at the start of a large run); a refusal (403, 404) is not retried."""
+    from kubectl_kdoctor.errors import ClusterError, Forbidden, NotFound
+
+    pause = 0.5
+    while True:
+        try:
+            with api_errors(what):
+                return fn()
+        except (Forbidden, NotFound):
+            raise
+        except ClusterError:
+            if time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 8.0)
+
+
 def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
     """Block until every expected agent is Ready (or the deadline); return the Ready ones."""
     from kubernetes import watch
 
     selector = f"{RUN}={cfg.run},{ROLE}=agent"
     ready: dict[str, Peer] = {}
-    with api_errors("list the run's agents"):
-        lst = kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector, **kube.kw())
+    lst = patiently(
+        lambda: kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector, **kube.kw()),
+        "list the run's agents",
+        deadline,
+    )
     for pod in lst.items:
         peer = peer_of(pod)
         if peer and _ready(pod):
@@ -86,10 +111,13 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
                         w.stop()
                         break
         except Exception:  # a 410 Gone or a dropped stream: list again
-            with api_errors("list the run's agents"):
-                lst = kube.core.list_namespaced_pod(
+            lst = patiently(
+                lambda: kube.core.list_namespaced_pod(
                     cfg.namespace, label_selector=selector, **kube.kw()
-                )
+                ),
+                "list the run's agents",
+                deadline,
+            )
             rv = lst.metadata.resource_version
             for pod in lst.items:
                 peer = peer_of(pod)
@@ -98,11 +126,16 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
     return sorted(ready.values(), key=lambda p: p.index)
 
 
-def endpoints(kube: Kube, cfg: AgentConfig) -> Endpoints:
-    with api_errors("list the run's Services"):
-        services = kube.core.list_namespaced_service(
-            cfg.namespace, label_selector=f"{RUN}={cfg.run}", **kube.kw()
-        ).items
+def endpoints(kube: Kube, cfg: AgentConfig, patience: float = 60.0) -> Endpoints:
+    services = patiently(
+        lambda: (
+            kube.core.list_namespaced_service(
+                cfg.namespace, label_selector=f"{RUN}={cfg.run}", **kube.kw()
+            ).items
+        ),
+        "list the run's Services",
+        time.monotonic() + patience,
+    )
     cluster_ips: dict[int, dict[str, str]] = {}
     node_ports: dict[int, dict[str, int]] = {}
     lb: dict[str, str] = {}
@@ -183,10 +216,13 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
     from kubernetes import watch
 
     selector = f"{RUN}={cfg.run},{ROLE}=report"
-    with api_errors("list reports"):
-        lst = kube.core.list_namespaced_config_map(
+
+    def listing() -> Any:
+        return kube.core.list_namespaced_config_map(
             cfg.namespace, label_selector=selector, **kube.kw()
         )
+
+    lst = patiently(listing, "list reports", deadline)
     seen = {cm.metadata.name for cm in lst.items}
     rv = lst.metadata.resource_version
     while len(seen) < expected and time.monotonic() < deadline:
@@ -207,10 +243,7 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
                         w.stop()
                         break
         except Exception:
-            with api_errors("list reports"):
-                lst = kube.core.list_namespaced_config_map(
-                    cfg.namespace, label_selector=selector, **kube.kw()
-                )
+            lst = patiently(listing, "list reports", deadline)
             seen = {cm.metadata.name for cm in lst.items}
             rv = lst.metadata.resource_version
     return len(seen)
