@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
+from collections import Counter
 from typing import Any
 
 from kubectl_kdoctor import __version__
@@ -14,6 +15,7 @@ from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import connect
 from kubectl_kdoctor.kube.errors import api_errors
+from kubectl_kdoctor.kube.objects import config_map_labels
 from kubectl_kdoctor.report.model import RunResult
 from kubectl_kdoctor.task import Access
 
@@ -68,8 +70,17 @@ def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Ro
                 jobs = kube.batch.list_namespaced_job(
                     kube.namespace, label_selector=RUN_SELECTOR, **kube.kw()
                 ).items
+            # One metadata-only list for every run's report ConfigMaps: a run whose agents have
+            # all reported is finished even while its Job (pods exiting) is still catching up.
+            reported = Counter(
+                (ns, labels.get(m.RUN))
+                for ns, labels in config_map_labels(
+                    kube, None if all_namespaces else kube.namespace, f"{m.ROLE}=report"
+                )
+            )
         for j in jobs:
             st = j.status
+            n_reports = reported[(j.metadata.namespace, j.metadata.name)]
             conds = {c.type: c for c in (st.conditions or [])} if st else {}
             status = (
                 "Complete"
@@ -78,9 +89,11 @@ def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Ro
                 if "Failed" in conds and conds["Failed"].status == "True"
                 else "Suspended"
                 if j.spec.suspend
+                else "Complete"
+                if n_reports >= (j.spec.completions or 0) > 0
                 else "Running"
             )
-            detail = f"{(st.succeeded or 0) if st else 0}/{j.spec.completions} agents done"
+            detail = f"{n_reports}/{j.spec.completions} agents reported"
             k = (j.metadata.labels or {}).get(m.KIND, "run")
             rows.append(
                 Row(

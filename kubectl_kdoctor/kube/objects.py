@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubectl_kdoctor.errors import ClusterError, NotFound
@@ -16,6 +17,35 @@ def create(kube: Kube, obj: dict[str, Any]) -> Any:
     kind, name = obj["kind"], obj["metadata"]["name"]
     with api_errors(f"create {kind} {name}"):
         return utils.create_from_dict(kube.api, obj, namespace=obj["metadata"]["namespace"])
+
+
+_METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+
+
+def config_map_labels(
+    kube: Kube, namespace: str | None, selector: str
+) -> list[tuple[str, dict[str, str]]]:
+    """(namespace, labels) of the matching ConfigMaps, listed metadata-only: report ConfigMaps
+    carry megabytes of payload that ``get`` must not download just to count them."""
+    core = kube.core
+    with api_errors("list ConfigMaps"):
+        if namespace is None:
+            resp = core.list_config_map_for_all_namespaces(
+                label_selector=selector,
+                _preload_content=False,
+                _headers=_METADATA_ONLY,
+                **kube.kw(),
+            )
+        else:
+            resp = core.list_namespaced_config_map(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _headers=_METADATA_ONLY,
+                **kube.kw(),
+            )
+        items = json.loads(resp.data).get("items") or []
+    return [(i["metadata"].get("namespace", ""), i["metadata"].get("labels") or {}) for i in items]
 
 
 def delete_job(kube: Kube, namespace: str, name: str) -> bool:

@@ -356,6 +356,14 @@ def test_no_wait_then_get_report_delete_and_cleanup(local_cluster: LocalCluster,
     assert again.returncode == 3 and "no run or kdoctor task named nowait" in again.stderr
     kept = kdoctor(local_cluster, *NETREACH, "-n", ns, "--name", "kept", "--keep")
     assert kept.returncode == 0 and leftovers(local_cluster, ns)
+    # Right after the run every agent has reported, though its pods may still be exiting.
+    row = next(
+        line
+        for line in kdoctor(local_cluster, "get", "run", "-n", ns).stdout.splitlines()
+        if " kept " in f" {line} "
+    )
+    n = len(local_cluster.nodes)
+    assert "Complete" in row and f"{n}/{n} agents reported" in row, row
     swept = kdoctor(local_cluster, "cleanup", "-n", ns)
     assert swept.returncode == 0 and f"job {ns}/kept" in swept.stdout
     assert wait_clean(local_cluster, ns) == []
