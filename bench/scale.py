@@ -241,6 +241,9 @@ def cluster(nodes: int, peers: int, qps: int, duration: str, keep: bool) -> None
     )
     for (verb, res), n in sorted(agents.items()):
         print(f"  {verb:7s} {res:55s} {n}")
+    for line in proc.stderr.splitlines()[:-1]:
+        if line.startswith(("run ", "sampling:", "skipping node")):
+            print(f"  cli: {line}")
     if proc.returncode not in (0, 1):
         print(proc.stderr[-2000:])
     if started and not keep:

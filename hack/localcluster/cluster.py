@@ -181,6 +181,7 @@ def _up(n_nodes: int, ip_family: str) -> config.ClusterState:
         config.ADMIN_CONTEXT,
     )
     controlplane.component_kubeconfig("addons", p.addons, p)
+    network.size_neighbour_tables(len(node_list))
     network.setup_root(dual)
     for node in node_list:
         network.setup_node(node, node_list)
@@ -255,15 +256,24 @@ def wait_ready(kube: Kube, state: config.ClusterState, timeout: float) -> None:
 
     def nodes_ready() -> bool:
         items = kube.get("/api/v1/nodes")["items"]
+        # Ready, and the node lifecycle controller has lifted its not-ready taint (at 60 nodes
+        # that lags Ready by seconds, and a run started then skips those nodes as tainted).
         ready = {
             n["metadata"]["name"]
             for n in items
             for c in n.get("status", {}).get("conditions") or []
-            if c["type"] == "Ready" and c["status"] == "True"
+            if c["type"] == "Ready"
+            and c["status"] == "True"
+            and not any(
+                t["key"] in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+                for t in n.get("spec", {}).get("taints") or []
+            )
         }
         return ready >= set(state.node_names)
 
-    wait_for("all nodes Ready", nodes_ready, left(), on_timeout=lambda: _diagnose(state))
+    wait_for(
+        "all nodes Ready and untainted", nodes_ready, left(), on_timeout=lambda: _diagnose(state)
+    )
 
     def proxies_healthy() -> bool:
         for node in state.nodes:

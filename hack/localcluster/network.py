@@ -87,6 +87,44 @@ def root_ips(dual: bool) -> list[str]:
     return [config.BRIDGE_IP, *([config.BRIDGE_IP6] if dual else [])]
 
 
+NEIGH_SAVED = config.STATE_DIR / "neigh-sysctls.json"
+
+
+def _neigh_keys() -> list[str]:
+    return [f"net.{fam}.neigh.default.gc_thresh{i}" for fam in ("ipv4", "ipv6") for i in (1, 2, 3)]
+
+
+def size_neighbour_tables(nodes: int) -> None:
+    """Neighbour (ARP/NDP) tables are one per family for the whole kernel, shared by every
+    netns, with a hard limit (gc_thresh3, 1024 by default). Each node netns holds an entry per
+    node it talks to, so a mesh of N nodes needs about N^2: at 100 nodes the default overflows
+    ("neighbor table overflow!") and random node pairs stop reaching each other. Raise the
+    limits for the cluster's size; ``teardown_all`` restores the machine's values."""
+    need = 2 * nodes * nodes + 4096
+    current = {k: int(read_sysctl(k)) for k in _neigh_keys()}
+    if not NEIGH_SAVED.exists():
+        NEIGH_SAVED.write_text(json.dumps(current))
+    want: dict[str, str] = {}
+    for fam in ("ipv4", "ipv6"):
+        for i, value in ((1, need // 8), (2, need // 2), (3, need)):
+            key = f"net.{fam}.neigh.default.gc_thresh{i}"
+            if current[key] < value:
+                want[key] = str(value)
+    if want:
+        sysctl(None, want)
+
+
+def restore_neighbour_tables() -> None:
+    if NEIGH_SAVED.exists():
+        saved = json.loads(NEIGH_SAVED.read_text())
+        sysctl(None, {k: str(v) for k, v in saved.items()}, check=False)
+        NEIGH_SAVED.unlink()
+
+
+def read_sysctl(key: str) -> str:
+    return Path("/proc/sys", *key.split(".")).read_text().strip()
+
+
 def setup_root(dual: bool) -> None:
     """The bridges: kdbr0 (node and ingress links; the root netns' own addresses) and kdbr1
     (the secondary network, L2 only). Unassigned LoadBalancer pool addresses are unreachable
@@ -238,6 +276,7 @@ def teardown_all() -> list[str]:
                     kind = [r["type"]] if r.get("type") not in (None, "unicast") else []
                     run(["ip", fam, "route", "del", *kind, dst], check=False)
                     removed.append(f"route {dst}")
+    restore_neighbour_tables()
     if removed:
         log("removed " + ", ".join(removed))
     return removed
