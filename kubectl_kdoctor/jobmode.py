@@ -439,6 +439,7 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
     started = time.monotonic()
     load_time = p.task.rounds * max(p.task.interval, p.task.load.duration + p.task.load.timeout)
     all_ready_at: float | None = None
+    ever_ready: set[str] = set()
     last_progress = ""
     paths = set(p.task.netreach.paths) if p.task.netreach else set()
     wanted = paths & {"loadbalancer", "ingress"}
@@ -455,8 +456,11 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
             if tag == "pods" and obj is not None:
                 if kind == "DELETED":
                     pods.pop(obj.metadata.name, None)
+                    ever_ready.discard(obj.metadata.name)
                 else:
                     pods[obj.metadata.name] = obj
+                    if _ready(obj):  # a later readiness flap on a busy node is not "not ready"
+                        ever_ready.add(obj.metadata.name)
             elif tag == "reports" and kind in ("ADDED", "MODIFIED") and obj is not None:
                 node, rounds = node_results(
                     p.task.kind, decode_report(obj.binary_data or {}), p.task.expect
@@ -488,7 +492,7 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
             running = sum(
                 1 for x in pods.values() if x.status and x.status.phase in ("Running", "Succeeded")
             )
-            ready = sum(1 for x in pods.values() if _ready(x))
+            ready = len(ever_ready)
             line = f"agents: {scheduled}/{n} scheduled, {running}/{n} running, {ready}/{n} ready, {len(reported)}/{n} reported"
             if line != last_progress:
                 ui.progress(line)
@@ -507,7 +511,7 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
                 not_ready = [
                     f"{x.spec.node_name or x.metadata.name}: {x.status.phase if x.status else 'Pending'}"
                     for x in pods.values()
-                    if not _ready(x) and (x.spec.node_name not in reported)
+                    if x.metadata.name not in ever_ready and (x.spec.node_name not in reported)
                 ] or ["no agent pod was created"]
                 raise AgentStartError(
                     f"agents not ready within --start-timeout {start_timeout:g}s: {', '.join(sorted(not_ready))}"

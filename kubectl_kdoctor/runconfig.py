@@ -45,6 +45,19 @@ class AgentConfig:
     def expected(self) -> int:
         return len(self.nodes)
 
+    def must_see(self, node: str) -> set[str]:
+        """The nodes whose agents ``node``'s agent waits for before probing: the peers it
+        probes (all of them without sampling) and itself."""
+        if self.peer_plan and node in self.peer_plan:
+            return {node, *self.peer_plan[node]}
+        return {n.name for n in self.nodes}
+
+    def probed_by(self, node: str) -> set[str]:
+        """The nodes whose agents probe ``node`` (so it keeps serving until they reported)."""
+        if self.peer_plan:
+            return {node} | {src for src, dsts in self.peer_plan.items() if node in dsts}
+        return {n.name for n in self.nodes}
+
     def node(self, name: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.name == name), None)
 

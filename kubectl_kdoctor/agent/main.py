@@ -184,7 +184,7 @@ async def run_agent(run: str) -> int:
             planned, setup_error, peers_seen = (
                 [],
                 f"agent error: {type(exc).__name__}: {exc}",
-                cfg.expected,
+                cfg.probed_by(node),
             )
         warm = [
             p.target.spec.url
@@ -231,11 +231,16 @@ async def run_agent(run: str) -> int:
         )
         sys.stdout.flush()
         if task.kind == NETREACH:
+            # Keep serving until every agent that probes this one (and became ready) reported.
+            awaited = cfg.probed_by(node) & peers_seen
             deadline = time.monotonic() + cfg.finish_wait
             got = await anyio.to_thread.run_sync(
-                discovery.wait_for_reports, kube, cfg, peers_seen, deadline
+                discovery.wait_for_reports, kube, cfg, awaited, deadline
             )
-            log(f"{got}/{peers_seen} peer reports seen; {server.requests} requests served")
+            log(
+                f"{got}/{len(awaited)} reports of the agents probing it seen;"
+                f" {server.requests} requests served"
+            )
         tg.cancel_scope.cancel()
     await server.close()
     return 0
@@ -243,8 +248,9 @@ async def run_agent(run: str) -> int:
 
 async def _plan(
     kube: Kube, cfg: AgentConfig, node: str
-) -> tuple[list[PlannedTarget], str | None, int]:
-    """Targets for this agent, an agent-level error if a path cannot be probed, peers seen."""
+) -> tuple[list[PlannedTarget], str | None, set[str]]:
+    """Targets for this agent, an agent-level error if a path cannot be probed, the nodes
+    whose agents were seen Ready."""
     task = cfg.task
     if task.kind == HTTP:
         assert task.http is not None
@@ -255,24 +261,30 @@ async def _plan(
                 )
             ],
             None,
-            1,
+            {node},
         )
     if task.kind == DNS:
         assert task.dns is not None
         d = task.dns
         name = f"type{d.qtype}_{d.server_address}_{d.domain}"
-        return [PlannedTarget(Target(name, d, task.load), "dns", "", None)], None, 1
+        return [PlannedTarget(Target(name, d, task.load), "dns", "", None)], None, {node}
     assert task.netreach is not None
     deadline = time.monotonic() + cfg.peers_wait
-    peers = await anyio.to_thread.run_sync(discovery.wait_for_peers, kube, cfg, deadline)
+    wanted = cfg.must_see(node)
+    peers = await anyio.to_thread.run_sync(discovery.wait_for_peers, kube, cfg, wanted, deadline)
     eps = await anyio.to_thread.run_sync(discovery.endpoints, kube, cfg)
     until = time.monotonic() + ADDRESS_WAIT
     while missing_paths(task.netreach.paths, cfg.families, eps) and time.monotonic() < until:
         await anyio.sleep(1)  # a load balancer or ingress controller publishes its address late
         eps = await anyio.to_thread.run_sync(discovery.endpoints, kube, cfg)
     error = None
-    if len(peers) < cfg.expected:
-        error = f"only {len(peers)}/{cfg.expected} agents became ready within {cfg.peers_wait:g}s"
+    absent = wanted - {p.node for p in peers}
+    if absent:
+        error = (
+            f"only {len(wanted) - len(absent)}/{len(wanted)} agents it probes became ready"
+            f" within {cfg.peers_wait:g}s (not {', '.join(sorted(absent)[:5])}"
+            f"{' ...' if len(absent) > 5 else ''})"
+        )
     gaps = missing_paths(task.netreach.paths, cfg.families, eps)
     if gaps:
         error = "; ".join(([error] if error else []) + gaps)
@@ -290,7 +302,7 @@ async def _plan(
         error = f"{error}; {gap}" if error else gap
     if not planned and not error:
         error = "nothing to probe: no peer and no path address was found"
-    return planned, error, len(peers)
+    return planned, error, {p.node for p in peers}
 
 
 def write_report(

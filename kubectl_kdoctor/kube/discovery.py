@@ -4,13 +4,14 @@ run's Services. Watches, not polling: a list, then a watch from its resourceVers
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
-from kubectl_kdoctor.kube.manifests import INDEX, ROLE, RUN
+from kubectl_kdoctor.kube.manifests import INDEX, NODE, ROLE, RUN
 from kubectl_kdoctor.runconfig import AgentConfig, Endpoints, Peer
 
 T = TypeVar("T")
@@ -72,23 +73,40 @@ def patiently(fn: Callable[[], T], what: str, deadline: float) -> T:
             pause = min(pause * 2, 8.0)
 
 
-def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
-    """Block until every expected agent is Ready (or the deadline); return the Ready ones."""
+def _note(what: str, exc: BaseException) -> None:
+    """A dropped watch is normal (it is listed again); say so in the agent's log."""
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} agent: {what}: {type(exc).__name__}: {exc}\n")
+
+
+def wait_for_peers(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: float) -> list[Peer]:
+    """Block until the agents on every ``wanted`` node are Ready (or the deadline); return all
+    the Ready ones. With sampling an agent waits only for the peers it probes: at 100 nodes,
+    waiting for everyone made every agent as late as the slowest one."""
     from kubernetes import watch
 
     selector = f"{RUN}={cfg.run},{ROLE}=agent"
     ready: dict[str, Peer] = {}
-    lst = patiently(
-        lambda: kube.core.list_namespaced_pod(cfg.namespace, label_selector=selector, **kube.kw()),
-        "list the run's agents",
-        deadline,
-    )
-    for pod in lst.items:
-        peer = peer_of(pod)
-        if peer and _ready(pod):
-            ready[pod.metadata.name] = peer
-    rv = lst.metadata.resource_version
-    while len(ready) < cfg.expected and time.monotonic() < deadline:
+
+    def listing() -> str:
+        lst = patiently(
+            lambda: kube.core.list_namespaced_pod(
+                cfg.namespace, label_selector=selector, **kube.kw()
+            ),
+            "list the run's agents",
+            deadline,
+        )
+        ready.clear()
+        for pod in lst.items:
+            peer = peer_of(pod)
+            if peer and _ready(pod):
+                ready[pod.metadata.name] = peer
+        return str(lst.metadata.resource_version)
+
+    def done() -> bool:
+        return wanted <= {p.node for p in ready.values()}
+
+    rv = listing()
+    while not done() and time.monotonic() < deadline:
         w = watch.Watch()
         timeout = max(1, min(30, int(deadline - time.monotonic())))
         try:
@@ -103,26 +121,23 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, deadline: float) -> list[Peer]:
                     pod = ev["object"]
                     rv = pod.metadata.resource_version
                     peer = peer_of(pod)
-                    if ev["type"] != "DELETED" and peer and _ready(pod):
-                        ready[pod.metadata.name] = peer
+                    name = pod.metadata.name
+                    if ev["type"] == "DELETED" or peer is None:
+                        ready.pop(name, None)
+                    elif _ready(pod) or (name in ready and ready[name] == peer):
+                        # Once Ready, a peer stays counted through a readiness flap (a busy
+                        # node's probe timing out): it is serving, only slowly. Forgetting it
+                        # made agents on a loaded 100-node cluster wait for a moment when
+                        # all their peers were Ready at once, which never came.
+                        ready[name] = peer
                     else:
-                        ready.pop(pod.metadata.name, None)
-                    if len(ready) >= cfg.expected:
+                        ready.pop(name, None)
+                    if done():
                         w.stop()
                         break
-        except Exception:  # a 410 Gone or a dropped stream: list again
-            lst = patiently(
-                lambda: kube.core.list_namespaced_pod(
-                    cfg.namespace, label_selector=selector, **kube.kw()
-                ),
-                "list the run's agents",
-                deadline,
-            )
-            rv = lst.metadata.resource_version
-            for pod in lst.items:
-                peer = peer_of(pod)
-                if peer and _ready(pod):
-                    ready[pod.metadata.name] = peer
+        except Exception as exc:  # a 410 Gone or a dropped stream: list again
+            _note("watch the run's agents", exc)
+            rv = listing()
     return sorted(ready.values(), key=lambda p: p.index)
 
 
@@ -211,21 +226,26 @@ def load_balancer_addresses(kube: Kube, namespace: str, run: str) -> dict[str, s
     return out
 
 
-def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: float) -> int:
-    """Block until ``expected`` report ConfigMaps exist (or the deadline); return the count."""
+def wait_for_reports(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: float) -> int:
+    """Block until the agents on every ``wanted`` node have written their report (or the
+    deadline); return how many of them did."""
     from kubernetes import watch
 
     selector = f"{RUN}={cfg.run},{ROLE}=report"
 
-    def listing() -> Any:
-        return kube.core.list_namespaced_config_map(
-            cfg.namespace, label_selector=selector, **kube.kw()
+    def listing() -> tuple[set[str], str]:
+        lst = patiently(
+            lambda: kube.core.list_namespaced_config_map(
+                cfg.namespace, label_selector=selector, **kube.kw()
+            ),
+            "list reports",
+            deadline,
         )
+        nodes = {(cm.metadata.labels or {}).get(NODE, "") for cm in lst.items}
+        return nodes, str(lst.metadata.resource_version)
 
-    lst = patiently(listing, "list reports", deadline)
-    seen = {cm.metadata.name for cm in lst.items}
-    rv = lst.metadata.resource_version
-    while len(seen) < expected and time.monotonic() < deadline:
+    seen, rv = listing()
+    while not wanted <= seen and time.monotonic() < deadline:
         w = watch.Watch()
         try:
             with api_errors("watch reports"):
@@ -236,17 +256,17 @@ def wait_for_reports(kube: Kube, cfg: AgentConfig, expected: int, deadline: floa
                     resource_version=rv,
                     timeout_seconds=max(1, min(30, int(deadline - time.monotonic()))),
                 ):
-                    rv = ev["object"].metadata.resource_version
+                    obj = ev["object"]
+                    rv = obj.metadata.resource_version
                     if ev["type"] == "ADDED":
-                        seen.add(ev["object"].metadata.name)
-                    if len(seen) >= expected:
+                        seen.add((obj.metadata.labels or {}).get(NODE, ""))
+                    if wanted <= seen:
                         w.stop()
                         break
-        except Exception:
-            lst = patiently(listing, "list reports", deadline)
-            seen = {cm.metadata.name for cm in lst.items}
-            rv = lst.metadata.resource_version
-    return len(seen)
+        except Exception as exc:
+            _note("watch reports", exc)
+            seen, rv = listing()
+    return len(wanted & seen)
 
 
 def api_endpoints(kube: Kube) -> list[str]:

@@ -101,8 +101,10 @@ def job(
         ],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": HTTP_PORT},
+            # Fast to become Ready, slow to drop out: a loaded node answers late, not never.
             "periodSeconds": 1,
-            "failureThreshold": 3,
+            "timeoutSeconds": 5,
+            "failureThreshold": 5,
         },
         "resources": {
             "requests": {"cpu": "50m", "memory": "64Mi"},

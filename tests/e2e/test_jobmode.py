@@ -50,6 +50,24 @@ def test_netreach_full_mesh_passes_and_leaves_nothing(local_cluster: LocalCluste
     assert wait_clean(local_cluster, ns) == []
 
 
+def test_sampled_netreach_probes_exactly_the_sampled_pairs(
+    local_cluster: LocalCluster, ns: str
+) -> None:
+    """--peers 1 on 3 nodes: each agent probes itself and one peer (and waits only for that
+    one), every node is probed, and the report says which pairs were sampled."""
+    proc = kdoctor(local_cluster, *NETREACH, "-n", ns, "--peers", "1")
+    doc = report(proc)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sampling: each node probes 1 of 2 peers" in proc.stderr
+    sampled = doc["status"]["sampledPeers"]
+    nodes = local_cluster.nodes
+    assert set(sampled) == set(nodes) and all(len(v) == 1 for v in sampled.values())
+    assert {v[0] for v in sampled.values()} == set(nodes)  # every node is probed
+    pairs = {(a, b) for a, bs in sampled.items() for b in [a, *bs]}
+    assert {(a, b) for a, _, b in cells(doc)} == pairs
+    assert wait_clean(local_cluster, ns) == []
+
+
 def test_cut_link_names_exactly_those_pairs(local_cluster: LocalCluster, ns: str) -> None:
     a, b, c = local_cluster.nodes[:3]
     with local_cluster.link_cut(a, b):
