@@ -326,10 +326,10 @@ def write_report(
         with api_errors(f"create report of {node}"):
             kube.core.create_namespaced_config_map(cfg.namespace, body, **kube.kw())
     except Conflict:
-        with api_errors(f"replace report of {node}"):
-            kube.core.replace_namespaced_config_map(
-                body["metadata"]["name"], cfg.namespace, body, **kube.kw()
-            )
+        # Each index runs once (restartPolicy Never, backoffLimitPerIndex 0), so the report
+        # exists because an earlier attempt's create succeeded after its answer timed out (seen
+        # on a loaded 100-node cluster); agents may not update ConfigMaps, nor need to.
+        log(f"report {body['metadata']['name']} already written by an earlier attempt")
 
 
 def main(run: str) -> int:
