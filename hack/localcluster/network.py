@@ -90,10 +90,6 @@ def root_ips(dual: bool) -> list[str]:
 NEIGH_SAVED = config.STATE_DIR / "neigh-sysctls.json"
 
 
-def _neigh_keys() -> list[str]:
-    return [f"net.{fam}.neigh.default.gc_thresh{i}" for fam in ("ipv4", "ipv6") for i in (1, 2, 3)]
-
-
 def size_neighbour_tables(nodes: int) -> None:
     """Neighbour (ARP/NDP) tables are one per family for the whole kernel, shared by every
     netns, with a hard limit (gc_thresh3, 1024 by default). Each node netns holds an entry per
@@ -101,17 +97,17 @@ def size_neighbour_tables(nodes: int) -> None:
     ("neighbor table overflow!") and random node pairs stop reaching each other. Raise the
     limits for the cluster's size; ``teardown_all`` restores the machine's values."""
     need = 2 * nodes * nodes + 4096
-    current = {k: int(read_sysctl(k)) for k in _neigh_keys()}
+    limits = {
+        f"net.{fam}.neigh.default.gc_thresh{i}": value
+        for fam in ("ipv4", "ipv6")
+        for i, value in ((1, need // 8), (2, need // 2), (3, need))
+    }
+    current = {k: int(read_sysctl(k)) for k in limits}
     if not NEIGH_SAVED.exists():
         NEIGH_SAVED.write_text(json.dumps(current))
-    want: dict[str, str] = {}
-    for fam in ("ipv4", "ipv6"):
-        for i, value in ((1, need // 8), (2, need // 2), (3, need)):
-            key = f"net.{fam}.neigh.default.gc_thresh{i}"
-            if current[key] < value:
-                want[key] = str(value)
-    if want:
-        sysctl(None, want)
+    raised = {k: str(v) for k, v in limits.items() if current[k] < v}
+    if raised:
+        sysctl(None, raised)
 
 
 def restore_neighbour_tables() -> None:

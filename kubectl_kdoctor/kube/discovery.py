@@ -78,6 +78,15 @@ def _note(what: str, exc: BaseException) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} agent: {what}: {type(exc).__name__}: {exc}\n")
 
 
+def _counted(pod: Any, before: Peer | None) -> Peer | None:
+    """The pod as a Ready peer, or None. Once Ready, a peer stays counted through a
+    readiness flap (a busy node's probe timing out): it is serving, only slowly. Forgetting it
+    made agents on a loaded 100-node cluster wait for a moment when all their peers were Ready
+    at once, which never came."""
+    peer = peer_of(pod)
+    return peer if peer is not None and (_ready(pod) or before == peer) else None
+
+
 def wait_for_peers(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: float) -> list[Peer]:
     """Block until the agents on every ``wanted`` node are Ready (or the deadline); return all
     the Ready ones. With sampling an agent waits only for the peers it probes: at 100 nodes,
@@ -95,10 +104,11 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: flo
             "list the run's agents",
             deadline,
         )
+        before = dict(ready)
         ready.clear()
         for pod in lst.items:
-            peer = peer_of(pod)
-            if peer and _ready(pod):
+            peer = _counted(pod, before.get(pod.metadata.name))
+            if peer is not None:
                 ready[pod.metadata.name] = peer
         return str(lst.metadata.resource_version)
 
@@ -120,15 +130,9 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: flo
                 ):
                     pod = ev["object"]
                     rv = pod.metadata.resource_version
-                    peer = peer_of(pod)
                     name = pod.metadata.name
-                    if ev["type"] == "DELETED" or peer is None:
-                        ready.pop(name, None)
-                    elif _ready(pod) or (name in ready and ready[name] == peer):
-                        # Once Ready, a peer stays counted through a readiness flap (a busy
-                        # node's probe timing out): it is serving, only slowly. Forgetting it
-                        # made agents on a loaded 100-node cluster wait for a moment when
-                        # all their peers were Ready at once, which never came.
+                    peer = _counted(pod, ready.get(name)) if ev["type"] != "DELETED" else None
+                    if peer is not None:
                         ready[name] = peer
                     else:
                         ready.pop(name, None)

@@ -28,22 +28,12 @@ def config_map_labels(
     """(namespace, labels) of the matching ConfigMaps, listed metadata-only: report ConfigMaps
     carry megabytes of payload that ``get`` must not download just to count them."""
     core = kube.core
+    kw = {"label_selector": selector, "_preload_content": False, "_headers": _METADATA_ONLY}
     with api_errors("list ConfigMaps"):
         if namespace is None:
-            resp = core.list_config_map_for_all_namespaces(
-                label_selector=selector,
-                _preload_content=False,
-                _headers=_METADATA_ONLY,
-                **kube.kw(),
-            )
+            resp = core.list_config_map_for_all_namespaces(**kw, **kube.kw())
         else:
-            resp = core.list_namespaced_config_map(
-                namespace,
-                label_selector=selector,
-                _preload_content=False,
-                _headers=_METADATA_ONLY,
-                **kube.kw(),
-            )
+            resp = core.list_namespaced_config_map(namespace, **kw, **kube.kw())
         items = json.loads(resp.data).get("items") or []
     return [(i["metadata"].get("namespace", ""), i["metadata"].get("labels") or {}) for i in items]
 
