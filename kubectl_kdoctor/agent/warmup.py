@@ -2,8 +2,10 @@
 
 kube-proxy programs a new Service a moment after its endpoints become ready, so the first
 requests of a run through a fresh ClusterIP or NodePort can be refused although the path is
-fine. Each such target is tried every 200 ms until one answer or the deadline; the time it
-took is reported, and a path that never answers is then measured (and fails) as it is.
+fine; an ingress proxy lags the same way, but it answers meanwhile: 404 (no rule for the new
+Ingress yet) or 503 (the rule has no ready endpoints yet). Each such target is tried every
+200 ms until it answers with a status that is neither 404 nor 5xx, or the deadline; the time
+it took is reported, and a path that never gets there is then measured (and fails) as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import time
 from urllib.parse import urlsplit
 
 WARM_PATHS = ("clusterip", "nodeport", "loadbalancer", "ingress")
+
+
+def _settled(status_line: bytes) -> bool:
+    """An answer from the path's own backend: not a proxy's 'no route' (404) or 'no
+    endpoints / upstream failed' (5xx)."""
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        return False
+    code = int(parts[1])
+    return code != 404 and code < 500
 
 
 async def _answers(url: str, timeout: float) -> bool:
@@ -27,7 +39,7 @@ async def _answers(url: str, timeout: float) -> bool:
             f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
         )
         line = await asyncio.wait_for(reader.readline(), timeout)
-        return line.startswith(b"HTTP/1.")
+        return _settled(line)
     except (OSError, asyncio.TimeoutError):
         return False
     finally:
