@@ -178,14 +178,10 @@ async def run_agent(run: str) -> int:
 
         tg.start_soon(sampler)
         try:
-            planned, setup_error, peers_seen = await _plan(kube, cfg, node)
+            planned, setup_error = await _plan(kube, cfg, node)
         except Exception as exc:  # report it: a node that cannot plan still reports why
             log(f"cannot build targets: {type(exc).__name__}: {exc}")
-            planned, setup_error, peers_seen = (
-                [],
-                f"agent error: {type(exc).__name__}: {exc}",
-                cfg.probed_by(node),
-            )
+            planned, setup_error = [], f"agent error: {type(exc).__name__}: {exc}"
         warm = [
             p.target.spec.url
             for p in planned
@@ -231,8 +227,10 @@ async def run_agent(run: str) -> int:
         )
         sys.stdout.flush()
         if task.kind == NETREACH:
-            # Keep serving until every agent that probes this one (and became ready) reported.
-            awaited = cfg.probed_by(node) & peers_seen
+            # Keep serving until every agent that probes this one reported (or the deadline):
+            # with sampling those are not the agents this one probes and waited for, and a
+            # prober that is late to start still probes this one when it comes.
+            awaited = cfg.probed_by(node)
             deadline = time.monotonic() + cfg.finish_wait
             got = await anyio.to_thread.run_sync(
                 discovery.wait_for_reports, kube, cfg, awaited, deadline
@@ -246,11 +244,8 @@ async def run_agent(run: str) -> int:
     return 0
 
 
-async def _plan(
-    kube: Kube, cfg: AgentConfig, node: str
-) -> tuple[list[PlannedTarget], str | None, set[str]]:
-    """Targets for this agent, an agent-level error if a path cannot be probed, the nodes
-    whose agents were seen Ready."""
+async def _plan(kube: Kube, cfg: AgentConfig, node: str) -> tuple[list[PlannedTarget], str | None]:
+    """Targets for this agent and an agent-level error if a path cannot be probed."""
     task = cfg.task
     if task.kind == HTTP:
         assert task.http is not None
@@ -261,13 +256,12 @@ async def _plan(
                 )
             ],
             None,
-            {node},
         )
     if task.kind == DNS:
         assert task.dns is not None
         d = task.dns
         name = f"type{d.qtype}_{d.server_address}_{d.domain}"
-        return [PlannedTarget(Target(name, d, task.load), "dns", "", None)], None, {node}
+        return [PlannedTarget(Target(name, d, task.load), "dns", "", None)], None
     assert task.netreach is not None
     deadline = time.monotonic() + cfg.peers_wait
     wanted = cfg.must_see(node)
@@ -302,7 +296,7 @@ async def _plan(
         error = f"{error}; {gap}" if error else gap
     if not planned and not error:
         error = "nothing to probe: no peer and no path address was found"
-    return planned, error, {p.node for p in peers}
+    return planned, error
 
 
 def write_report(
