@@ -237,6 +237,7 @@ class IngressController:
         self.cache = cache
         self.dual = dual
         self.last_conf = ""
+        self.last_routes: dict[str, str] = {}
 
     def classes(self) -> tuple[set[str], bool]:
         mine = [
@@ -274,11 +275,29 @@ class IngressController:
             f"{s['metadata']['namespace']}/{s['metadata']['name']}": s
             for s in self.cache.list("services")
         }
-        conf = render(build_model(ingresses, services, self.cache), self.dual)
+        model = build_model(ingresses, services, self.cache)
+        conf = render(model, self.dual)
         if conf != self.last_conf:
             self.apply(conf)
             self.last_conf = conf
+            self._log_routes(model)
         self.publish(ingresses)
+
+    def _log_routes(self, model: Model) -> None:
+        """Log the routes whose backends changed (what a request to each gets now)."""
+        from hack.localcluster.addons import log
+
+        routes = {
+            f"{host or '*'}{loc}": ", ".join(model.upstreams[up]) if up else "503"
+            for host, locs in model.servers.items()
+            for loc, up in locs.items()
+        }
+        for route, to in sorted(routes.items()):
+            if self.last_routes.get(route) != to:
+                log(f"ingress: {route} -> {to}")
+        for route in sorted(set(self.last_routes) - set(routes)):
+            log(f"ingress: {route} removed")
+        self.last_routes = routes
 
     def apply(self, conf: str) -> None:
         ingress_dir().mkdir(parents=True, exist_ok=True)

@@ -355,11 +355,22 @@ def setup_network(node: RealNode, sims: list[cc.NodeInfo]) -> None:
     _ip([f"route replace {c} via {_via(c, node.ips)} dev {cc.BRIDGE}" for c in node.pod_cidrs])
     # Every simulated node, and the ingress proxy's netns (nginx proxies to pod IPs), reach
     # our pods directly over the bridge, as they reach each other's.
+    forget_neighbours(node, route_netns(sims))
     for ns in route_netns(sims):
         fams = _global_families(ns)
         cmds = [f"route replace {c} via {_via(c, node.ips)} dev eth0" for c in node.pod_cidrs
                 if ("inet6" if _v6(c) else "inet") in fams]  # fmt: skip
         _ip(cmds, netns=ns)
+
+
+def forget_neighbours(node: RealNode, netns: list[str]) -> None:
+    """Drop the ARP/NDP entries for the node's addresses (root netns and ``netns``): a real
+    node brought up again on a reused cluster has a new MAC, and an entry left FAILED for its
+    old one kept the ingress proxy's replies to it from going out (IPv6: every other run)."""
+    for ip in node.ips:
+        run(["ip", "neigh", "flush", "to", ip, "dev", cc.BRIDGE], check=False)
+        for ns in netns:
+            run(["ip", "-n", ns, "neigh", "flush", "to", ip, "dev", "eth0"], check=False)
 
 
 def _global_families(netns: str) -> set[str]:
@@ -397,6 +408,7 @@ def teardown_network(state: State | None, node: RealNode) -> None:
     if node.netns in existing:
         run(["ip", "netns", "del", node.netns], check=False)
     run(["ip", "link", "del", node.root_veth], check=False)
+    forget_neighbours(node, [ns for ns in sims if ns in existing])
 
 
 # --- mount namespace ------------------------------------------------------------------------

@@ -57,8 +57,25 @@ def test_waits_past_a_proxys_404_and_503_until_the_backend_answers() -> None:
         return ready.get(url), seen
 
     after, seen = asyncio.run(main())
-    assert seen == [404, 503, 503, 200]
+    assert seen[:4] == [404, 503, 503, 200] and set(seen[4:]) == {200}
+    assert len(seen) >= 4 + 2  # good answers for STABLE_FOR (0.5 s) at 200 ms intervals
     assert after is not None and after >= 0.6  # three retries, 200 ms apart
+
+
+def test_a_bad_answer_after_a_good_one_starts_the_streak_again() -> None:
+    """A reloading proxy: a new worker answers 200, then an old one still answers 503."""
+
+    async def main() -> tuple[float | None, list[int]]:
+        server, seen = await _lagging_proxy([200, 503, 200])
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        async with server:
+            ready = await wait_until_answering([url], time.monotonic() + 10)
+        return ready.get(url), seen
+
+    after, seen = asyncio.run(main())
+    assert seen[:3] == [200, 503, 200]
+    assert after is not None and after >= 0.4  # ready from the third try on, not the first
 
 
 def test_a_path_that_never_settles_is_left_out_at_the_deadline() -> None:
