@@ -26,6 +26,9 @@ class NodeInfo:
     ipv6: tuple[str, ...] = ()
 
 
+SHARED_PATHS = ("loadbalancer", "ingress")  # netreach paths whose backends every agent probes
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     run: str
@@ -53,8 +56,12 @@ class AgentConfig:
         return {n.name for n in self.nodes}
 
     def probed_by(self, node: str) -> set[str]:
-        """The nodes whose agents probe ``node`` (so it keeps serving until they reported)."""
-        if self.peer_plan:
+        """The nodes whose agents probe ``node`` (so it keeps serving until they reported).
+        Through the LoadBalancer (every agent behind it) and the Ingress (agent 0 behind it)
+        every agent reaches agents it did not sample: with those paths, every node."""
+        nr = self.task.netreach
+        shared = nr is not None and any(p in SHARED_PATHS for p in nr.paths)
+        if self.peer_plan and not shared:
             return {node} | {src for src, dsts in self.peer_plan.items() if node in dsts}
         return {n.name for n in self.nodes}
 

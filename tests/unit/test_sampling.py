@@ -61,3 +61,30 @@ def test_agents_wait_for_their_peers_and_serve_whoever_probes_them(n: int, k: in
                 assert (b in sees[a]) == (a in served[b])
         if not plan:
             assert sees[a] == served[a] == set(nodes)
+
+
+def test_loadbalancer_and_ingress_backends_serve_until_every_agent_reported() -> None:
+    """Every prober goes through the LoadBalancer (all agents behind it) and the Ingress
+    (agent 0 behind it), sampled or not: with those paths an agent serves every node."""
+    from kubectl_kdoctor.engine.spec import Load
+    from kubectl_kdoctor.runconfig import AgentConfig, NodeInfo
+    from kubectl_kdoctor.task import NETREACH, NetReachTargets, Task
+
+    nodes = [f"node-{i}" for i in range(30)]
+    plan = peer_plan(nodes, 3)
+
+    def served(paths: tuple[str, ...]) -> dict[str, set[str]]:
+        task = Task(NETREACH, Load(qps=1, duration=1.0), netreach=NetReachTargets(paths=paths))
+        cfg = AgentConfig(
+            run="r",
+            namespace="ns",
+            job_uid="u",
+            task=task,
+            nodes=tuple(NodeInfo(x) for x in nodes),
+            peer_plan=plan,
+        )
+        return {a: cfg.probed_by(a) for a in nodes}
+
+    assert all(len(s) == 4 for s in served(("pod", "clusterip")).values())  # itself + 3
+    for paths in (("pod", "loadbalancer"), ("ingress",)):
+        assert all(s == set(nodes) for s in served(paths).values())
