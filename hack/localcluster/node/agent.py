@@ -42,16 +42,26 @@ def micro_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def private_dir_masks() -> list[dict[str, Any]]:
-    """Containers get the host's userland, but the project's Python may live under a private
-    directory (here /root/.pyenv, /root is 0700): containers see that directory as an empty
-    tmpfs with only the Python installation bound back in, so non-root users can run it and
-    nobody sees the rest of it."""
-    base = Path(sys.base_prefix).resolve()
-    for anc in reversed(base.parents):
-        if anc != Path("/") and not anc.stat().st_mode & 0o001:
-            return [{"dir": str(anc), "keep": [str(base)]}]
-    return []
+def image_paths() -> list[str]:
+    """What the agent and python "images" are made of: the Python installation and this
+    repository (its .venv, with the package installed editable from the source tree). The
+    pods' volumes never hide them (node/launch.py binds them back in), wherever the checkout
+    lives (under /tmp, where the agent mounts an emptyDir, say)."""
+    return sorted({str(Path(sys.base_prefix).resolve()), str(config.REPO.resolve())})
+
+
+def private_dir_masks(paths: list[str]) -> list[dict[str, Any]]:
+    """Containers get the host's userland, but the project's Python (or checkout) may live
+    under a private directory (here /root/.pyenv, /root is 0700): containers see that
+    directory as an empty tmpfs with only those paths bound back in, so non-root users can
+    run them and nobody sees the rest of it."""
+    masks: dict[str, list[str]] = {}
+    for p in paths:
+        for anc in reversed(Path(p).parents):
+            if anc != Path("/") and not anc.stat().st_mode & 0o001:
+                masks.setdefault(str(anc), []).append(p)
+                break
+    return [{"dir": d, "keep": keep} for d, keep in masks.items()]
 
 
 class Agent:
@@ -94,7 +104,8 @@ class Agent:
             "hugepages-2Mi": "0",
         }
         self.allocatable = dict(self.capacity)
-        self.masks = private_dir_masks()
+        self.image_paths = image_paths()
+        self.masks = private_dir_masks(self.image_paths)
 
     # --- small services ------------------------------------------------------------------------
     def log(self, msg: str) -> None:

@@ -4,10 +4,15 @@ expects them, switch user, and exec the container's command.
 
 Run as ``python launch.py SPEC.json`` (stdlib only, no package imports, so it starts fast).
 SPEC: {"netns": path|null, "hostname": str|null, "masks": [{"dir", "keep": []}],
-"mounts": [{"src","dst","ro"}], "env": {},
+"mounts": [{"src","dst","ro"}], "image_paths": [path], "env": {},
 "argv": [], "cwd": str, "uid": int, "gid": int, "groups": [int], "created_log": path,
 "error_file": path|null}. On failure before exec it writes the reason to error_file and
 exits 128 (the node agent reports the container as terminated with reason StartError).
+
+``image_paths`` are the image's own files (the Python installation, the repository with its
+``.venv``): a volume mounted over one of their parents (an emptyDir on /tmp with the checkout
+under /tmp) must not hide them, as a volume never hides a real image's other directories, so
+each is bound back in after the volumes that cover it.
 """
 
 from __future__ import annotations
@@ -80,6 +85,19 @@ def _mask(directory: str, keep: list[str]) -> None:
         os.close(fd)
 
 
+def _image_binds(image_paths: list[str], volume_dsts: list[str]) -> list[dict[str, Any]]:
+    """A bind of each image path that lies strictly inside a volume's mount point."""
+    out = []
+    for path in image_paths:
+        p = os.path.normpath(path)
+        for dst in volume_dsts:
+            d = os.path.normpath(dst)
+            if p != d and os.path.commonpath([p, d]) == d:
+                out.append({"src": p, "dst": p, "ro": False, "image": True})
+                break
+    return out
+
+
 def setup(spec: dict[str, Any]) -> None:
     if spec.get("netns"):
         fd = os.open(spec["netns"], os.O_RDONLY)
@@ -88,7 +106,11 @@ def setup(spec: dict[str, Any]) -> None:
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.get("hostname") else 0)
     _check(libc.unshare(flags), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    mounts = sorted(spec.get("mounts", []), key=lambda m: m["dst"].count("/"))
+    volumes = spec.get("mounts", [])
+    mounts = sorted(
+        volumes + _image_binds(spec.get("image_paths", []), [m["dst"] for m in volumes]),
+        key=lambda m: m["dst"].count("/"),
+    )
     # Open every source before the first mount: a volume mounted over a directory (an
     # emptyDir on /tmp, say) or a mask must not hide the sources of the mounts that follow.
     fds = [os.open(m["src"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
@@ -99,7 +121,8 @@ def setup(spec: dict[str, Any]) -> None:
             f"/proc/self/fd/{fd}",
             m["dst"],
             bool(m.get("ro")),
-            spec.get("created_log", ""),
+            # an image path's mount point is made inside the volume over it, not on the host
+            "" if m.get("image") else spec.get("created_log", ""),
             # the opened source's type, not its path's now: a mount point made as a file
             # for a directory would break every later container that mounts there
             stat.S_ISDIR(os.fstat(fd).st_mode),

@@ -493,6 +493,7 @@ class PodWorker(threading.Thread):
             "hostname": self.hostname,
             "masks": self.agent.masks,
             "mounts": mounts,
+            "image_paths": self.agent.image_paths,
             "env": env,
             "argv": argv,
             "cwd": c.spec.get("workingDir") or img.workdir,
