@@ -15,12 +15,22 @@ import yaml
 from kubectl_kdoctor.cli.build import build
 from kubectl_kdoctor.crdmode import task_object
 from tests.fixtures.cluster import LocalCluster
-from tests.fixtures.kdoctor_controller import StandIn
+from tests.fixtures.kdoctor_controller import SourceMissing, StandIn, kdoctor_crds
 
 pytestmark = pytest.mark.cluster
 
 CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl-kdoctor")
 BRIDGE_IP = "172.30.0.1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kdoctor_source() -> None:
+    """kdoctor's CRDs come from its source (KDOCTOR_SOURCE); without it these tests skip,
+    before the cluster starts, with the reason naming the variable."""
+    try:
+        kdoctor_crds()
+    except SourceMissing as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
