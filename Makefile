@@ -1,4 +1,6 @@
 # kubectl-kdoctor developer entry points. `make test` is what CI runs (.ci/run).
+# hack/setup says which Debian packages a target needs and asks before installing them
+# (`make test` and CI consent: hack/setup --yes).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,9 +14,11 @@ try:
 setup:
 	hack/setup
 
-## The whole suite on a fresh machine: packages, venv, cluster binaries, lint, types, tests.
-test: setup check
-	$(PY) -m pytest tests
+## The whole suite on a fresh machine, in timed phases (hack/test): packages, venv, cluster
+## binaries, krew, lint, types, then tests/unit, engine, report, dist, e2e (+ realnode); ends
+## with a table of each phase's time and each folder's test counts.
+test:
+	hack/test
 
 check: lint typecheck
 
@@ -28,7 +32,7 @@ typecheck:
 
 ## Fast feedback: unit tests only, no cluster.
 unit:
-	hack/setup --no-bins
+	hack/setup --target unit
 	$(PY) -m pytest tests/unit
 
 bench:

@@ -69,6 +69,24 @@ def source_snapshot(dest: Path) -> Path:
     return dest
 
 
+#: pytest-timeout for a test whose fixtures build (hack/dist; krew when not yet cached): a
+#: cold build takes longer than the suite's 600 s. ``make test`` builds krew in its setup.
+BUILD_TIMEOUT = 2400
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    krew_cached: bool | None = None
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        builds = "dist_dir" in names
+        if "krew_bin" in names and not builds:
+            if krew_cached is None:
+                krew_cached = run([str(REPO / "hack" / "build-krew"), "--cached"]).returncode == 0
+            builds = not krew_cached
+        if builds and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
+
+
 @pytest.fixture(scope="session")
 def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``hack/dist`` run into a temporary directory: four archives and plugin.yaml."""
@@ -83,6 +101,6 @@ def krew_bin() -> Path:
     """krew, kubectl-krew and validate-krew-manifest, built from tools/krew-bin."""
     if shutil.which("go") is None:
         pytest.skip("no Go toolchain to build krew")
-    proc = run([str(REPO / "hack" / "build-krew")], timeout=1800)
+    proc = run([str(REPO / "hack" / "build-krew")], timeout=BUILD_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return Path(proc.stdout.strip().splitlines()[-1])
