@@ -347,17 +347,18 @@ def _remove(kube: Kube, p: Plan, job: objects.Ref | None, made: list[objects.Ref
     interrupted before its answer came, find it by this run's id label. Best effort: what
     cannot be deleted now goes by the Job's deadline and TTL (or with the Job, by garbage
     collection)."""
-    try:
-        if job is None:
+    if job is None:
+        try:
             found = objects.read(kube, "Job", p.namespace, p.name)
-            if found is not None and found.labels.get(m.RUN_ID) == p.run_id:
-                job = found
-        for ref in reversed(made):
+        except (ClusterError, KeyboardInterrupt):
+            found = None
+        if found is not None and found.labels.get(m.RUN_ID) == p.run_id:
+            job = found
+    for ref in [*reversed(made), *([job] if job is not None else [])]:
+        try:  # each on its own: one refused delete (RBAC) must not keep the Job
             objects.delete(kube, ref)
-        if job is not None:
-            objects.delete(kube, job)
-    except (ClusterError, KeyboardInterrupt):
-        pass
+        except (ClusterError, KeyboardInterrupt):
+            pass
 
 
 def delete_run(kube: Kube, job: objects.Ref) -> bool:

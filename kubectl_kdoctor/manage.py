@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from kubectl_kdoctor import __version__
-from kubectl_kdoctor.errors import InputError, KdoctorError, NotFound
+from kubectl_kdoctor.errors import Forbidden, InputError, KdoctorError, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import connect
@@ -182,6 +182,7 @@ class Sweep:
 
     delete: list[str]
     spared: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def cleanup(
@@ -220,12 +221,22 @@ def cleanup(
             out.spared.append(f"run {job.namespace}/{job.name}: {status.lower()}")
             continue
         act(f"run {job.namespace}/{job.name} ({status})", partial(objects.delete, kube, job))
-    for ref in objects.leftovers(kube, ns, {j.uid for j in runs}):
+    unlisted: list[str] = []
+    for ref in objects.leftovers(kube, ns, {j.uid for j in runs}, unlisted):
         act(
             f"{ref} (left over by run {ref.labels.get(m.RUN)})",
             partial(objects.delete, kube, ref),
         )
-    for task in plugin_tasks(kube, ns):
+    if unlisted:
+        out.notes.append(f"leftovers not swept: may not list {', '.join(unlisted)} objects")
+    try:
+        tasks = plugin_tasks(kube, ns)
+    except (
+        Forbidden
+    ) as exc:  # kdoctor tasks are cluster-scoped: a namespaced user may not list them
+        out.notes.append(f"kdoctor tasks not swept: {exc}")
+        tasks = []
+    for task in tasks:
         if not task.finished and not everything:
             out.spared.append(f"{task}: in progress")
             continue

@@ -136,6 +136,8 @@ def cleanup(all_namespaces: bool, everything: bool, dry_run: bool, **params: Any
     done = cleanup_fn(acc, all_namespaces, everything=everything, dry_run=dry_run, say=click.echo)
     for line in done.spared:
         click.echo(f"spared {line} (--all deletes it too)", err=True)
+    for note in done.notes:
+        click.echo(f"warning: {note}", err=True)
     if not done.delete and not done.spared:
         click.echo("nothing to clean up", err=True)
     return 0

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from kubectl_kdoctor.errors import ClusterError, Conflict, NotFound
+from kubectl_kdoctor.errors import ClusterError, Conflict, Forbidden, NotFound
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.kube.manifests import MANAGED_BY, MANAGER, RUN, is_ours
@@ -149,9 +149,12 @@ def config_map_labels(
     return [(i["metadata"].get("namespace", ""), i["metadata"].get("labels") or {}) for i in items]
 
 
-def leftovers(kube: Kube, namespace: str | None, runs: set[str]) -> list[Ref]:
+def leftovers(
+    kube: Kube, namespace: str | None, runs: set[str], unlisted: list[str] | None = None
+) -> list[Ref]:
     """The plugin's objects not owned by any of the Jobs ``runs`` (UIDs): what a Job deletion
-    will not remove because its Job is gone (or it never had one)."""
+    will not remove because its Job is gone (or it never had one). Kinds the caller may not
+    list are skipped and named in ``unlisted``."""
     out: list[Ref] = []
     for kind in SWEPT:
         if kind == "Job":
@@ -160,6 +163,10 @@ def leftovers(kube: Kube, namespace: str | None, runs: set[str]) -> list[Ref]:
             refs = list_ours(kube, kind, namespace)
         except NotFound:
             continue  # e.g. no Ingress API on this cluster
+        except Forbidden:
+            if unlisted is not None:
+                unlisted.append(kind)
+            continue
         except ClusterError:
             if kind == "Ingress":
                 continue
