@@ -335,6 +335,46 @@ def test_an_admission_policy_denial_is_one_line_exit_3_and_leaves_nothing(
         kube.delete(f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{policy}")
 
 
+def test_a_run_configuration_too_large_for_a_config_map_is_refused_before_anything(
+    local_cluster: LocalCluster, ns: str, tmp_path: Path
+) -> None:
+    big = tmp_path / "body.bin"
+    big.write_bytes(b"x" * 1_100_000)
+    proc = kdoctor(
+        local_cluster,
+        "http",
+        "http://web.invalid/",
+        "--mode",
+        "job",
+        "-n",
+        ns,
+        "-X",
+        "POST",
+        "--data-file",
+        str(big),
+        *FAST,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--data" in _error_line(proc.stderr)
+    assert leftovers(local_cluster, ns) == []
+
+
+def test_a_user_who_may_not_list_runs_gets_one_line_from_cleanup(
+    local_cluster: LocalCluster,
+) -> None:
+    proc = kdoctor(
+        local_cluster,
+        "cleanup",
+        "-n",
+        local_cluster.rbac_namespace,
+        "--context",
+        local_cluster.restricted_context,
+    )
+    assert proc.returncode == 3, proc.stderr
+    line = one_line(proc.stderr)
+    assert "forbidden" in line and "jobs" in line, line
+
+
 # --- killed or terminated while creating ------------------------------------------------------
 
 
@@ -386,7 +426,12 @@ def test_sigkill_at_every_stage_of_creation_leaves_nothing_after_the_ttl(
         assert j["spec"]["parallelism"] == (len(local_cluster.nodes) if started else 0), j["spec"]
         if not started:
             assert j["spec"]["activeDeadlineSeconds"] == 30
+    listed = kdoctor(local_cluster, "get", "run", "-n", ns).stdout.splitlines()
+    creating = sorted(line.split()[1] for line in listed if " Creating " in line)
+    assert creating == [f"k{i}" for i in range(len(stages) - 1)], listed
+    t0 = time.monotonic()
     assert wait_clean(local_cluster, ns, timeout=150) == []
+    print(f"killed runs gone {time.monotonic() - t0:.0f}s after the last kill")
 
 
 @pytest.mark.parametrize("keep", [False, True])
