@@ -324,7 +324,7 @@ def create(kube: Kube, p: Plan) -> objects.Ref:
             )
     except BaseException as exc:
         _remove(kube, p, job, made)
-        if isinstance(exc, ClusterError) and not isinstance(exc, InputError):
+        if isinstance(exc, ClusterError):
             raise _created_error(exc, p) from exc
         raise
     return job
@@ -693,7 +693,8 @@ def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | 
             return None
         return watch_run(kube, p, ui, inv.control.start_timeout)
     except KeyboardInterrupt:
-        if job is None:  # interrupted while creating: create() removed what it had made
+        if job is None:  # interrupted while creating: create() removed what it had made,
+            _remove(kube, p, None, [])  # and a Job created just before the signal goes too
             raise Interrupted(f"interrupted; run {p.name} deleted (it was being created)") from None
         if inv.control.keep:
             raise Interrupted(f"interrupted; run {p.name} kept (--keep)") from None
