@@ -211,7 +211,12 @@ def test_a_name_collision_is_one_line_exit_3_and_leaves_nothing(
 ) -> None:
     cm = users_config_map(local_cluster, ns, "coll")
     svc = users_service(local_cluster, ns, "coll2-1")
-    for name, what in (("coll", "ConfigMap coll"), ("coll2", "Service coll2-1")):
+    job = users_job(local_cluster, ns, "nightly-backup", {})
+    for name, what in (
+        ("coll", "ConfigMap coll"),
+        ("coll2", "Service coll2-1"),
+        ("nightly-backup", "Job nightly-backup"),
+    ):
         proc = kdoctor(local_cluster, *NETREACH, "-n", ns, "--name", name)
         assert proc.returncode == 3, proc.stderr
         line = _error_line(proc.stderr)
@@ -219,6 +224,10 @@ def test_a_name_collision_is_one_line_exit_3_and_leaves_nothing(
         assert leftovers(local_cluster, ns) == []
     assert (
         uid_of(local_cluster, f"/api/v1/namespaces/{ns}/configmaps/coll") == cm["metadata"]["uid"]
+    )
+    assert (
+        uid_of(local_cluster, f"/apis/batch/v1/namespaces/{ns}/jobs/nightly-backup")
+        == job["metadata"]["uid"]
     )
     assert (
         uid_of(local_cluster, f"/api/v1/namespaces/{ns}/services/coll2-1") == svc["metadata"]["uid"]
@@ -536,6 +545,10 @@ def test_delete_and_cleanup_leave_a_users_kdoctor_task(
         assert made.returncode == 0, made.stderr
         labels = _task(local_cluster, name)["metadata"]["labels"]  # type: ignore[index]
         assert labels["kdoctor.io/namespace"] == where and labels["kdoctor.io/run-id"]
+    uid = _task(local_cluster, users)["metadata"]["uid"]  # type: ignore[index]
+    taken = kdoctor(local_cluster, "netreach", "--mode", "crd", "--name", users)
+    assert taken.returncode == 3 and "already exists" in _error_line(taken.stderr), taken.stderr
+    assert _task(local_cluster, users)["metadata"]["uid"] == uid  # type: ignore[index]
     refused = kdoctor(local_cluster, "delete", users, "-n", ns)
     assert refused.returncode == 2, refused.stderr
     assert f"NetReach {users}" in one_line(refused.stderr)
