@@ -22,6 +22,14 @@ def warn_file_notes(inv: Invocation, ui: UI) -> None:
 
 
 def run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
+    from kubectl_kdoctor.interrupts import as_interrupt
+
+    # SIGTERM/SIGHUP as Ctrl-C from here: each mode deletes what it created on KeyboardInterrupt.
+    with as_interrupt():
+        return _run_in_cluster(inv, name, ui)
+
+
+def _run_in_cluster(inv: Invocation, name: str, ui: UI) -> int:
     from kubectl_kdoctor import crdmode
     from kubectl_kdoctor.report.render import render_chunks
 

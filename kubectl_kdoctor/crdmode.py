@@ -10,12 +10,14 @@ per-kind maximum, ``roundTimeoutMinute <= interval``, placement only through ``a
 from __future__ import annotations
 
 import copy
+import secrets
 import time
 from typing import Any
 
 import yaml
 
 from kubectl_kdoctor.errors import ClusterError, InputError, Interrupted
+from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.report.model import RunResult
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
@@ -104,7 +106,7 @@ def task_object(
     meta = copy.deepcopy((document or {}).get("metadata") or {})
     meta = {k: v for k, v in meta.items() if k in ("labels", "annotations")}
     meta["name"] = name
-    meta.setdefault("labels", {}).update(MANAGED_LABELS)
+    meta.setdefault("labels", {}).update({**MANAGED_LABELS, m.RUN: name})
     return {"apiVersion": API_VERSION, "kind": task.kind, "metadata": meta, "spec": out_spec}
 
 
@@ -151,7 +153,15 @@ def run_crd_mode(
 ) -> RunResult | None:
     from kubectl_kdoctor.kube.kdoctor import controller_status
     from kubectl_kdoctor.kube.preflight import Permission, require_permissions
-    from kubectl_kdoctor.kube.tasks import PLURAL, create_task, delete_task, task_report, watch_task
+    from kubectl_kdoctor.kube.tasks import (
+        PLURAL,
+        TaskRef,
+        create_task,
+        delete_task,
+        find_tasks,
+        task_report,
+        watch_task,
+    )
 
     kind = inv.task.kind
     found, why = controller_status(kube)
@@ -166,20 +176,19 @@ def run_crd_mode(
         ]
         + [Permission("get", "kdoctorreports", "system.kdoctor.io")],
     )
-    create_task(kube, obj)
-    ui.progress(f"created {kind} {name}")
-    if inv.control.no_wait:
-        ui.out(f"{kind} {name} created; see: kubectl kdoctor report {name}\n")
-        return None
-    deadline = time.monotonic() + 120 + expected_seconds(obj["spec"]["schedule"])
+    run_id = secrets.token_hex(6)
+    obj["metadata"].setdefault("labels", {}).update(
+        {m.RUN: name, m.RUN_ID: run_id, m.RUN_NAMESPACE: kube.namespace}
+    )
+    task: TaskRef | None = None
     try:
-        try:
-            status = watch_task(kube, kind, name, deadline, ui.progress)
-        except KeyboardInterrupt:
-            if not inv.control.keep:
-                delete_task(kube, kind, name)
-                raise Interrupted(f"interrupted; {kind} {name} deleted") from None
-            raise Interrupted(f"interrupted; {kind} {name} kept (--keep)") from None
+        task = create_task(kube, obj)
+        ui.progress(f"created {kind} {name}")
+        if inv.control.no_wait:
+            ui.out(f"{kind} {name} created; see: kubectl kdoctor report {name}\n")
+            return None
+        deadline = time.monotonic() + 120 + expected_seconds(obj["spec"]["schedule"])
+        status = watch_task(kube, kind, name, deadline, ui.progress)
         if not status.get("finish"):
             raise ClusterError(
                 f"the kdoctor controller did not finish {kind} {name} in time "
@@ -191,10 +200,31 @@ def run_crd_mode(
         else:
             ui.info("kdoctor report API not served: the report is built from the task's .status")
         return run
-    finally:
-        if not inv.control.keep:
+    except KeyboardInterrupt:
+        if task is None:  # interrupted before the create answered: it may exist all the same
             try:
-                delete_task(kube, kind, name)
+                task = next(
+                    (t for t in find_tasks(kube, kind, name) if t.labels.get(m.RUN_ID) == run_id),
+                    None,
+                )
+                if task is not None:
+                    delete_task(kube, task)
+            except ClusterError:
+                pass
+            task = None
+            raise Interrupted(
+                f"interrupted while creating {kind} {name}; nothing was left"
+            ) from None
+        if inv.control.keep:
+            task = None
+            raise Interrupted(f"interrupted; {kind} {name} kept (--keep)") from None
+        delete_task(kube, task)
+        task = None
+        raise Interrupted(f"interrupted; {kind} {name} deleted") from None
+    finally:
+        if task is not None and not inv.control.keep and not inv.control.no_wait:
+            try:
+                delete_task(kube, task)
             except ClusterError as exc:
                 ui.warn(f"could not delete {kind} {name}: {exc}")
 

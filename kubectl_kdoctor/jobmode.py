@@ -1,10 +1,11 @@
 """Job mode: the plugin's own agents, no controller needed.
 
-preflight (nodes, permissions) -> create (Job suspended, then its owned objects, then
-resume) -> watch (pods and reports, two watches, no polling) -> collect -> clean up.
-Stuck agents (unschedulable, image pull errors, crash loops, never ready) end the run with
-exit 3 within seconds, naming the node and the reason. Ctrl-C and SIGTERM delete what was
-created (exit 130); a killed CLI leaves the Job's TTL and deadline to do it.
+preflight (nodes, permissions) -> create (the Job with parallelism 0 and a short deadline,
+then its owned objects, then the start patch) -> watch (pods and reports, two watches, no
+polling) -> collect -> clean up. Stuck agents (unschedulable, image pull errors, crash loops,
+never ready) end the run with exit 3 within seconds, naming the node and the reason. Ctrl-C,
+SIGTERM and SIGHUP delete what was created (exit 130); a CLI killed at any instant leaves the
+Job's deadline and TTL to do it (the Job is never suspended, so both always run).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import dataclasses
 import math
 import os
 import queue
-import signal
+import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -24,11 +23,10 @@ import yaml
 from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
+from kubectl_kdoctor.kube import objects
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.discovery import api_endpoints
 from kubectl_kdoctor.kube.errors import api_errors
-from kubectl_kdoctor.kube.objects import create as create_object
-from kubectl_kdoctor.kube.objects import delete_job
 from kubectl_kdoctor.kube.preflight import eligible_nodes, job_mode_permissions, require_permissions
 from kubectl_kdoctor.kube.watch import Watcher
 from kubectl_kdoctor.report.kdoctor import node_from_dict
@@ -49,6 +47,14 @@ from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
 from kubectl_kdoctor.ui import UI
 
 TTL_ENV = "KUBECTL_KDOCTOR_TTL_SECONDS"  # ttlSecondsAfterFinished of the run's Job (default 120)
+MAX_CONFIG_BYTES = 1_000_000  # a ConfigMap or Secret holds at most 1 MiB (with its metadata)
+
+
+def start_window(start_timeout: float) -> int:
+    """Seconds the Job may exist before its start patch (its first activeDeadlineSeconds): the
+    time to create the run's objects, bounded like the agents' start (--start-timeout)."""
+    return max(30, math.ceil(start_timeout))
+
 
 STUCK_REASONS = {
     "ErrImagePull": "cannot pull the agent image",
@@ -103,9 +109,13 @@ class Plan:
     secret_data: dict[str, str]
     job: dict[str, Any]
     per_agent: int = 1
+    run_id: str = ""
 
     def owned(self, job_uid: str) -> list[dict[str, Any]]:
-        """The objects the Job owns, in creation order."""
+        """The objects the Job owns, in creation order, each with the run id label."""
+        return [m.with_run_id(o, self.run_id) for o in self._owned(job_uid)]
+
+    def _owned(self, job_uid: str) -> list[dict[str, Any]]:
         own = m.owner(self.name, job_uid)
         kind, ns, run = self.task.kind, self.namespace, self.name
         cfg = dataclasses.replace(self.config, job_uid=job_uid)
@@ -211,6 +221,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
     load_time = task.rounds * max(task.interval, task.load.duration + task.load.timeout)
     peers_wait = inv.control.start_timeout + 30
     deadline = math.ceil(inv.control.start_timeout + peers_wait + load_time + 120)
+    run_id = secrets.token_hex(6)
     config = AgentConfig(
         run=name,
         namespace=kube.namespace,
@@ -222,7 +233,15 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         finish_wait=max(60.0, load_time + 30),
         secret=bool(secret_data),
         peer_plan=plan_of_peers,
+        run_id=run_id,
     )
+    config_size = len(to_json(config).encode()) + sum(len(v.encode()) for v in secret_data.values())
+    if config_size > MAX_CONFIG_BYTES:
+        raise InputError(
+            f"the run's configuration is {config_size:,} bytes, above the {MAX_CONFIG_BYTES:,} a "
+            "ConfigMap or Secret holds: send a smaller body or fewer/shorter headers",
+            "--data/--data-file",
+        )
     job = m.job(
         run=name,
         kind=task.kind,
@@ -236,7 +255,9 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         networks=task.netreach.networks if task.netreach else None,
         api_endpoints=api_endpoints(kube),
         ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
+        start_window=start_window(inv.control.start_timeout),
     )
+    m.with_run_id(job, run_id)
     return Plan(
         name,
         kube.namespace,
@@ -249,6 +270,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         secret_data,
         job,
         per_agent,
+        run_id,
     )
 
 
@@ -263,27 +285,85 @@ def dry_run_yaml(p: Plan) -> str:
 # --- create --------------------------------------------------------------------------------
 
 
-def create(kube: Kube, p: Plan) -> str:
-    """Create the run; return the Job's uid. On any failure, delete what was created."""
-    with api_errors(f"create Job {p.name}"):
-        job = kube.batch.create_namespaced_job(p.namespace, p.job, **kube.kw())
-    uid = str(job.metadata.uid)
+def create(kube: Kube, p: Plan) -> objects.Ref:
+    """Create the run; return its Job. The Job comes first with ``parallelism: 0`` and the
+    short deadline of ``start_window`` (so a CLI killed from here on leaves a Job that fails
+    by its deadline and goes by its TTL, taking what it owns along); then every object it owns;
+    then one patch starts the agents and sets the run's real deadline. On any failure or
+    interrupt, what was created is deleted (by UID) before the error goes on."""
+    t0 = time.monotonic()
+    job: objects.Ref | None = None
+    made: list[objects.Ref] = []
     try:
-        for obj in p.owned(uid):
-            create_object(kube, obj)
+        job = objects.create(kube, p.job)
+        for obj in p.owned(job.uid):
+            made.append(objects.create(kube, obj))
+        ann = p.job["metadata"]["annotations"]
+        deadline = int(ann[m.START_DEADLINE]) + math.ceil(time.monotonic() - t0)
         with api_errors(f"start Job {p.name}"):
-            kube.batch.patch_namespaced_job(
-                p.name, p.namespace, {"spec": {"suspend": False}}, **kube.kw()
+            started = kube.batch.patch_namespaced_job(
+                p.name,
+                p.namespace,
+                {
+                    "metadata": {"uid": job.uid},  # a precondition: this Job, not a successor
+                    "spec": {
+                        "parallelism": int(ann[m.START_PARALLELISM]),
+                        "activeDeadlineSeconds": deadline,
+                    },
+                },
+                **kube.kw(),
             )
-    except BaseException:
-        delete_run(kube, p.namespace, p.name)
+        if any(
+            c.type == "Failed" and c.status == "True"
+            for c in ((started.status.conditions if started.status else None) or [])
+        ):
+            raise ClusterError(
+                f"creating the objects of run {p.name} took longer than the "
+                f"{p.job['spec']['activeDeadlineSeconds']}s allowed (--start-timeout); "
+                "the API server is slow"
+            )
+    except BaseException as exc:
+        _remove(kube, p, job, made)
+        if isinstance(exc, ClusterError):
+            raise _created_error(exc, p) from exc
         raise
-    return uid
+    return job
 
 
-def delete_run(kube: Kube, namespace: str, name: str) -> bool:
-    """Delete the run's Job; garbage collection removes everything it owns."""
-    return delete_job(kube, namespace, name)
+def _created_error(exc: ClusterError, p: Plan) -> ClusterError:
+    """The creation error, one line, saying that nothing was left (and why on a collision)."""
+    from kubectl_kdoctor.errors import Conflict
+
+    msg = str(exc)
+    if isinstance(exc, Conflict) and "already exists" in msg:
+        msg += f" (not this run's: choose another --name than {p.name})"
+    return type(exc)(
+        f"{msg}; nothing of run {p.name} was left", status=exc.status, reason=exc.reason
+    )
+
+
+def _remove(kube: Kube, p: Plan, job: objects.Ref | None, made: list[objects.Ref]) -> None:
+    """Delete what ``create`` made, newest first, each by its UID; when the Job's create was
+    interrupted before its answer came, find it by this run's id label. Best effort: what
+    cannot be deleted now goes by the Job's deadline and TTL (or with the Job, by garbage
+    collection)."""
+    if job is None:
+        try:
+            found = objects.read(kube, "Job", p.namespace, p.name)
+        except (ClusterError, KeyboardInterrupt):
+            found = None
+        if found is not None and found.labels.get(m.RUN_ID) == p.run_id:
+            job = found
+    for ref in [*reversed(made), *([job] if job is not None else [])]:
+        try:  # each on its own: one refused delete (RBAC) must not keep the Job
+            objects.delete(kube, ref)
+        except (ClusterError, KeyboardInterrupt):
+            pass
+
+
+def delete_run(kube: Kube, job: objects.Ref) -> bool:
+    """Delete the run's Job (by UID); garbage collection removes everything it owns."""
+    return objects.delete(kube, job)
 
 
 # --- watch ---------------------------------------------------------------------------------
@@ -320,22 +400,6 @@ def _exit_info(pod: Any) -> str:
         if t:
             return f"exit code {t.exit_code}" + (f" ({t.reason})" if t.reason else "")
     return pod.status.reason or "failed" if pod.status else "failed"
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def check_host_network(kube: Kube, namespace: str) -> None:
@@ -553,8 +617,8 @@ def load_run(kube: Kube, namespace: str, name: str) -> RunResult:
 
     with api_errors(f"read Job {name}"):
         job = kube.batch.read_namespaced_job(name, namespace, **kube.kw())
-    if (job.metadata.labels or {}).get(m.MANAGED_BY) != m.MANAGER:
-        raise NotFound(f"Job {name} was not created by kubectl-kdoctor")
+    if not m.is_ours(job.metadata.labels, name):
+        raise not_ours(f"Job {namespace}/{name}")
     with api_errors(f"read ConfigMap {name}"):
         cm = kube.core.read_namespaced_config_map(name, namespace, **kube.kw())
     cfg = from_json(cm.data["task.json"])
@@ -619,25 +683,36 @@ def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | 
         ui.info(
             f"sampling: each node probes {k} of {len(p.nodes) - 1} peers (and itself); --peers to change"
         )
-    with _sigterm_as_interrupt():
-        created = False
-        try:
-            create(kube, p)
-            created = True
-            if inv.control.no_wait:
-                ui.out(
-                    f"run {p.name} created in namespace {p.namespace}; see: kubectl kdoctor report {p.name}\n"
-                )
-                return None
-            return watch_run(kube, p, ui, inv.control.start_timeout)
-        except KeyboardInterrupt:
-            if created and not inv.control.keep:
-                delete_run(kube, p.namespace, p.name)
-                raise Interrupted(f"interrupted; run {p.name} deleted") from None
+    job: objects.Ref | None = None
+    try:
+        job = create(kube, p)
+        if inv.control.no_wait:
+            ui.out(
+                f"run {p.name} created in namespace {p.namespace}; see: kubectl kdoctor report {p.name}\n"
+            )
+            return None
+        return watch_run(kube, p, ui, inv.control.start_timeout)
+    except KeyboardInterrupt:
+        if job is None:  # interrupted while creating: create() removed what it had made,
+            _remove(kube, p, None, [])  # and a Job created just before the signal goes too
+            raise Interrupted(f"interrupted; run {p.name} deleted (it was being created)") from None
+        if inv.control.keep:
             raise Interrupted(f"interrupted; run {p.name} kept (--keep)") from None
-        finally:
-            if created and not inv.control.keep and not inv.control.no_wait:
-                try:
-                    delete_run(kube, p.namespace, p.name)
-                except ClusterError as exc:
-                    ui.warn(f"could not delete run {p.name}: {exc}; its TTL removes it")
+        delete_run(kube, job)
+        job = None
+        raise Interrupted(f"interrupted; run {p.name} deleted") from None
+    finally:
+        if job is not None and not inv.control.keep and not inv.control.no_wait:
+            try:
+                delete_run(kube, job)
+            except ClusterError as exc:
+                ui.warn(f"could not delete run {p.name}: {exc}; its TTL removes it")
+
+
+def not_ours(what: str) -> InputError:
+    """The refusal of ``report``/``delete`` for a same-named object the plugin did not make."""
+    return InputError(
+        f"{what} was not created by kubectl-kdoctor (it lacks the labels {m.MANAGED_BY}="
+        f"{m.MANAGER} and {m.RUN_ID}); it is left alone",
+        "NAME",
+    )

@@ -7,10 +7,12 @@ import dataclasses
 import platform
 import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from kubectl_kdoctor import __version__
-from kubectl_kdoctor.errors import KdoctorError, NotFound
+from kubectl_kdoctor.errors import Forbidden, InputError, KdoctorError, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import connect
@@ -57,6 +59,22 @@ def _age(ts: Any) -> float:
     return max(0.0, time.time() - ts.timestamp()) if ts else 0.0
 
 
+def run_status(job: Any, n_reports: int) -> str:
+    """Creating (its objects are being made: parallelism still 0), Running, Complete (every
+    agent reported, even while its pods are still exiting) or Failed."""
+    st = job.status
+    conds = {c.type: c for c in (st.conditions or [])} if st else {}
+    if "Complete" in conds and conds["Complete"].status == "True":
+        return "Complete"
+    if "Failed" in conds and conds["Failed"].status == "True":
+        return "Failed"
+    if job.spec.suspend or job.spec.parallelism == 0:
+        return "Creating"
+    if n_reports >= (job.spec.completions or 0) > 0:
+        return "Complete"
+    return "Running"
+
+
 def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Row]:
     kube = connect(access)
     rows: list[Row] = []
@@ -79,20 +97,8 @@ def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Ro
                 )
             )
         for j in jobs:
-            st = j.status
             n_reports = reported[(j.metadata.namespace, j.metadata.name)]
-            conds = {c.type: c for c in (st.conditions or [])} if st else {}
-            status = (
-                "Complete"
-                if "Complete" in conds and conds["Complete"].status == "True"
-                else "Failed"
-                if "Failed" in conds and conds["Failed"].status == "True"
-                else "Suspended"
-                if j.spec.suspend
-                else "Complete"
-                if n_reports >= (j.spec.completions or 0) > 0
-                else "Running"
-            )
+            status = run_status(j, n_reports)
             detail = f"{n_reports}/{j.spec.completions} agents reported"
             k = (j.metadata.labels or {}).get(m.KIND, "run")
             rows.append(
@@ -114,11 +120,16 @@ def list_runs(access: Access, kind: str | None, all_namespaces: bool) -> list[Ro
 
 def report_of(access: Access, kind: str | None, name: str) -> RunResult:
     kube = connect(access)
+    foreign: InputError | None = None
     if kind in (None, "run"):
         from kubectl_kdoctor.jobmode import load_run
 
         try:
             return load_run(kube, kube.namespace, name)
+        except InputError as exc:  # a Job of that name the plugin did not make
+            if kind == "run":
+                raise
+            foreign = exc
         except NotFound:
             if kind == "run":
                 raise NotFound(
@@ -126,31 +137,108 @@ def report_of(access: Access, kind: str | None, name: str) -> RunResult:
                 ) from None
     from kubectl_kdoctor.kube.tasks import task_report
 
-    return task_report(kube, kind, name)
+    try:
+        return task_report(kube, kind, name)
+    except NotFound:
+        if foreign is not None:
+            raise foreign from None
+        raise
 
 
 def delete(access: Access, kind: str | None, name: str) -> list[str]:
-    """Delete a run or a kdoctor task; return what was deleted."""
+    """Delete the plugin's run or kdoctor task NAME; return what was deleted. A same-named
+    object the plugin did not make (``manifests.is_ours``) is refused (exit 2), never deleted."""
+    from kubectl_kdoctor.jobmode import not_ours
+    from kubectl_kdoctor.kube import objects
+    from kubectl_kdoctor.kube.tasks import delete_task, find_tasks
+
     kube = connect(access)
+    ns = kube.namespace
     done: list[str] = []
+    foreign: list[str] = []
     if kind in (None, "run"):
-        from kubectl_kdoctor.jobmode import delete_run
-
-        if delete_run(kube, kube.namespace, name):
-            done.append(f"run {kube.namespace}/{name}")
+        job = objects.read(kube, "Job", ns, name)
+        if job is not None and m.is_ours(job.labels, name):
+            if objects.delete(kube, job):
+                done.append(f"run {ns}/{name}")
+        elif job is not None:
+            foreign.append(f"Job {ns}/{name}")
     if kind != "run" and not done:
-        from kubectl_kdoctor.kube.tasks import delete_task
+        for task in find_tasks(kube, kind, name):
+            if not m.is_ours(task.labels, name):
+                foreign.append(f"{task.kind} {name}")
+            elif delete_task(kube, task):
+                done.append(f"{task.kind} {name}")
+    if done:
+        return done
+    if foreign:
+        raise not_ours(" and ".join(foreign))
+    raise NotFound(f"no run or kdoctor task named {name} (namespace {ns})")
 
-        done += delete_task(kube, kind, name)
-    if not done:
-        raise NotFound(f"no run or kdoctor task named {name} (namespace {kube.namespace})")
-    return done
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What ``cleanup`` deletes (or would) and what it spares, one line each."""
+
+    delete: list[str]
+    spared: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def cleanup(access: Access, all_namespaces: bool) -> list[str]:
-    """Delete every run and every object labelled managed-by kubectl-kdoctor."""
-    from kubectl_kdoctor.kube.objects import sweep
-    from kubectl_kdoctor.kube.tasks import cleanup_tasks
+def cleanup(
+    access: Access,
+    all_namespaces: bool,
+    *,
+    everything: bool = False,
+    dry_run: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> Sweep:
+    """Delete the plugin's finished runs, their leftovers and the plugin's finished kdoctor
+    tasks, in the namespace (kdoctor tasks: made from it) or everywhere (``all_namespaces``).
+    Runs and tasks still in progress are spared unless ``everything``. ``say`` hears each line
+    as it is done (``deleted ...`` / ``would delete ...``)."""
+    from kubectl_kdoctor.kube import objects
+    from kubectl_kdoctor.kube.tasks import delete_task, plugin_tasks
 
     kube = connect(access)
-    return sweep(kube, all_namespaces) + cleanup_tasks(kube)
+    ns = None if all_namespaces else kube.namespace
+    verb = "would delete" if dry_run else "deleted"
+    out = Sweep([], [])
+
+    def act(line: str, do: Callable[[], bool]) -> None:
+        if dry_run or do():
+            out.delete.append(line)
+            say(f"{verb} {line}")
+
+    listed = objects.list_ours_with_objects(kube, "Job", ns, f"{m.ROLE}=run")
+    runs = [job for job, _ in listed]
+    reported = Counter(
+        (n, labels.get(m.RUN)) for n, labels in config_map_labels(kube, ns, f"{m.ROLE}=report")
+    )
+    for job, job_obj in listed:
+        status = run_status(job_obj, reported[(job.namespace, job.name)])
+        if status in ("Creating", "Running") and not everything:
+            out.spared.append(f"run {job.namespace}/{job.name}: {status.lower()}")
+            continue
+        act(f"run {job.namespace}/{job.name} ({status})", partial(objects.delete, kube, job))
+    unlisted: list[str] = []
+    for ref in objects.leftovers(kube, ns, {j.uid for j in runs}, unlisted):
+        act(
+            f"{ref} (left over by run {ref.labels.get(m.RUN)})",
+            partial(objects.delete, kube, ref),
+        )
+    if unlisted:
+        out.notes.append(f"leftovers not swept: may not list {', '.join(unlisted)} objects")
+    try:
+        tasks = plugin_tasks(kube, ns)
+    except (
+        Forbidden
+    ) as exc:  # kdoctor tasks are cluster-scoped: a namespaced user may not list them
+        out.notes.append(f"kdoctor tasks not swept: {exc}")
+        tasks = []
+    for task in tasks:
+        if not task.finished and not everything:
+            out.spared.append(f"{task}: in progress")
+            continue
+        act(str(task), partial(delete_task, kube, task))
+    return out

@@ -314,6 +314,8 @@ def write_report(
     body = m.report_config_map(
         cfg.run, cfg.task.kind, cfg.namespace, m.owner(cfg.run, cfg.job_uid), index, node, blob
     )
+    if cfg.run_id:
+        m.with_run_id(body, cfg.run_id)
     from kubectl_kdoctor.errors import Conflict
 
     try:

@@ -113,18 +113,32 @@ def delete(name: str, **params: Any) -> int:
     return 0
 
 
-@click.command("cleanup", short_help="Remove every leftover run of the plugin.")
-@click.option("-A", "--all-namespaces", is_flag=True, help="Sweep every namespace.")
+@click.command("cleanup", short_help="Remove the plugin's finished runs and leftovers.")
+@click.option(
+    "-A", "--all-namespaces", is_flag=True, help="Sweep every namespace, not only the current one."
+)
+@click.option(
+    "--all", "everything", is_flag=True, help="Delete runs and tasks still in progress too."
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @access_options
-def cleanup(all_namespaces: bool, **params: Any) -> int:
-    """Delete every object the plugin created (label app.kubernetes.io/managed-by=kubectl-kdoctor)."""
+def cleanup(all_namespaces: bool, everything: bool, dry_run: bool, **params: Any) -> int:
+    """Delete the plugin's finished runs, what they left over, and the kdoctor tasks it made,
+    in the namespace (-n, or the context's) or everywhere (-A).
+
+    Only objects labelled app.kubernetes.io/managed-by=kubectl-kdoctor with a run id are
+    touched, each by UID. Runs and tasks still in progress are listed and spared unless --all.
+    kdoctor tasks (cluster-scoped) belong to the namespace the plugin was run in.
+    """
     acc = _access(params)
     from kubectl_kdoctor.manage import cleanup as cleanup_fn
 
-    done = cleanup_fn(acc, all_namespaces)
-    for what in done:
-        click.echo(f"deleted {what}")
-    if not done:
+    done = cleanup_fn(acc, all_namespaces, everything=everything, dry_run=dry_run, say=click.echo)
+    for line in done.spared:
+        click.echo(f"spared {line} (--all deletes it too)", err=True)
+    for note in done.notes:
+        click.echo(f"warning: {note}", err=True)
+    if not done.delete and not done.spared:
         click.echo("nothing to clean up", err=True)
     return 0
 

@@ -14,12 +14,13 @@ T = TypeVar("T")
 
 
 def _message(exc: BaseException) -> str:
+    """The API's message on one line (an admission webhook's or policy's may span several)."""
     body = getattr(exc, "body", None)
     if body:
         try:
             data = json.loads(body)
             if isinstance(data, dict) and data.get("message"):
-                return str(data["message"])
+                return " ".join(str(data["message"]).split())
         except (ValueError, TypeError):
             pass
     reason = getattr(exc, "reason", None)

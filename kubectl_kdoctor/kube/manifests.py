@@ -18,6 +18,10 @@ MANAGER = "kubectl-kdoctor"
 RUN = "kdoctor.io/run"
 KIND = "kdoctor.io/kind"
 ROLE = "kdoctor.io/role"  # agent | report | config | service
+RUN_ID = "kdoctor.io/run-id"  # a random id per run: which run an object belongs to, exactly
+RUN_NAMESPACE = "kdoctor.io/namespace"  # on cluster-scoped kdoctor tasks: the CLI's namespace
+START_PARALLELISM = "kdoctor.io/parallelism"  # Job annotations: the values the start patch sets
+START_DEADLINE = "kdoctor.io/active-deadline-seconds"
 NODE = "kdoctor.io/node"
 INDEX = "batch.kubernetes.io/job-completion-index"
 
@@ -36,6 +40,28 @@ def labels(run: str, kind: str, role: str) -> dict[str, str]:
         KIND: kind.lower(),
         ROLE: role,
     }
+
+
+def is_ours(lab: dict[str, str] | None, run: str | None = None) -> bool:
+    """The ownership rule of ``delete``, ``cleanup``, ``report`` and every teardown: an object is
+    the plugin's when it carries the managed-by label, a run label (``run`` when given) and a
+    run id. Anything else (a user's Job or kdoctor task of the same name) is never touched."""
+    lab = lab or {}
+    return (
+        lab.get(MANAGED_BY) == MANAGER
+        and bool(lab.get(RUN_ID))
+        and bool(lab.get(RUN))
+        and (run is None or lab.get(RUN) == run)
+    )
+
+
+def with_run_id(obj: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """``obj`` with the run id label on it (and on a Job's pod template)."""
+    obj["metadata"].setdefault("labels", {})[RUN_ID] = run_id
+    template = obj.get("spec", {}).get("template") if obj.get("kind") == "Job" else None
+    if template is not None:
+        template.setdefault("metadata", {}).setdefault("labels", {})[RUN_ID] = run_id
+    return obj
 
 
 def owner(job_name: str, job_uid: str) -> list[dict[str, Any]]:
@@ -74,7 +100,12 @@ def job(
     networks: str | None = None,
     api_endpoints: list[str] | None = None,
     ttl: int = TTL_AFTER_FINISHED,
+    start_window: int = 60,
 ) -> dict[str, Any]:
+    """The run's Job, created with ``parallelism: 0`` and ``activeDeadlineSeconds:
+    start_window``: no pod starts before every other object of the run exists, yet the Job is
+    not suspended, so its deadline (then its TTL) runs from the first instant and a CLI killed
+    while creating leaves nothing. The start patch sets the values the annotations name."""
     n = len(nodes)
     agent_labels = labels(run, kind, "agent")
     container: dict[str, Any] = {
@@ -166,16 +197,18 @@ def job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(run, namespace, labels(run, kind, "run"), None),
+        "metadata": {
+            **_meta(run, namespace, labels(run, kind, "run"), None),
+            "annotations": {START_PARALLELISM: str(n), START_DEADLINE: str(active_deadline)},
+        },
         "spec": {
-            "suspend": True,
             "completionMode": "Indexed",
             "completions": n,
-            "parallelism": n,
+            "parallelism": 0,  # raised to n once every object of the run exists
             "backoffLimitPerIndex": 0,
             "maxFailedIndexes": n,
             "ttlSecondsAfterFinished": ttl,
-            "activeDeadlineSeconds": active_deadline,
+            "activeDeadlineSeconds": start_window,  # raised by the start patch
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }

@@ -3,14 +3,15 @@ and their ``KdoctorReport`` (``system.kdoctor.io/v1beta1``): list, read, delete.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kubectl_kdoctor.errors import ClusterError, NotFound
+from kubectl_kdoctor.errors import ClusterError, Conflict, NotFound
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
-from kubectl_kdoctor.kube.manifests import MANAGED_BY, MANAGER
+from kubectl_kdoctor.kube.manifests import MANAGED_BY, MANAGER, RUN, RUN_NAMESPACE, is_ours
 from kubectl_kdoctor.report.kdoctor import from_report
 from kubectl_kdoctor.report.model import NodeResult, RunResult
 from kubectl_kdoctor.task import DNS, HTTP, KINDS, NETREACH
@@ -148,34 +149,78 @@ def from_status(kind: str, obj: dict[str, Any]) -> RunResult:
     return run
 
 
-def delete_task(kube: Kube, kind: str | None, name: str) -> list[str]:
-    done = []
+@dataclasses.dataclass(frozen=True)
+class TaskRef:
+    """A kdoctor task by kind, name and UID, with what ownership and ``cleanup`` look at."""
+
+    kind: str
+    name: str
+    uid: str
+    labels: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
+    finished: bool = dataclasses.field(default=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()} {self.name}"
+
+
+def _task_ref(kind: str, obj: dict[str, Any]) -> TaskRef:
+    meta = obj.get("metadata") or {}
+    return TaskRef(
+        kind,
+        str(meta.get("name", "")),
+        str(meta.get("uid", "")),
+        dict(meta.get("labels") or {}),
+        bool((obj.get("status") or {}).get("finish")),
+    )
+
+
+def find_tasks(kube: Kube, kind: str | None, name: str) -> list[TaskRef]:
+    """Every kdoctor task named ``name`` (of ``kind``, or of each kind), whoever made it."""
+    out = []
     for k in [kind] if kind else KINDS:
         try:
-            with api_errors(f"delete {k} {name}"):
-                kube.custom.delete_cluster_custom_object(
+            with api_errors(f"get {k} {name}"):
+                obj = kube.custom.get_cluster_custom_object(
                     GROUP, VERSION, PLURAL[k], name, **kube.kw()
                 )
-            done.append(f"{k} {name}")
         except NotFound:
-            continue
-    return done
+            continue  # none of that name, or the CRD is not installed
+        out.append(_task_ref(k, obj))
+    return out
 
 
-def cleanup_tasks(kube: Kube) -> list[str]:
-    done = []
+def plugin_tasks(kube: Kube, namespace: str | None) -> list[TaskRef]:
+    """The plugin's kdoctor tasks (``manifests.is_ours``) made from ``namespace`` (the
+    namespace label records the CLI's namespace; None: from any namespace)."""
+    sel = f"{MANAGED_BY}={MANAGER},{RUN}" + (f",{RUN_NAMESPACE}={namespace}" if namespace else "")
+    out = []
     for k in KINDS:
-        for obj in list_kind(kube, k, f"{MANAGED_BY}={MANAGER}"):
-            done += delete_task(kube, k, obj["metadata"]["name"])
-    return done
+        out += [_task_ref(k, o) for o in list_kind(kube, k, sel)]
+    return [t for t in out if is_ours(t.labels, t.name)]
 
 
-def create_task(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
+def delete_task(kube: Kube, task: TaskRef) -> bool:
+    """Delete exactly ``task`` (UID precondition); False when it is gone or was replaced."""
+    from kubernetes import client
+
+    body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=task.uid))
+    try:
+        with api_errors(f"delete {task.kind} {task.name}"):
+            kube.custom.delete_cluster_custom_object(
+                GROUP, VERSION, PLURAL[task.kind], task.name, body=body, **kube.kw()
+            )
+    except (NotFound, Conflict):
+        return False
+    return True
+
+
+def create_task(kube: Kube, obj: dict[str, Any]) -> TaskRef:
     kind, name = obj["kind"], obj["metadata"]["name"]
     with api_errors(f"create {kind} {name}"):
-        return dict(
-            kube.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL[kind], obj, **kube.kw())
+        made = kube.custom.create_cluster_custom_object(
+            GROUP, VERSION, PLURAL[kind], obj, **kube.kw()
         )
+    return _task_ref(kind, dict(made))
 
 
 def _round_line(kind: str, name: str, st: dict[str, Any]) -> str:

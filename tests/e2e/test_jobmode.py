@@ -383,7 +383,7 @@ def test_no_wait_then_get_report_delete_and_cleanup(local_cluster: LocalCluster,
     n = len(local_cluster.nodes)
     assert "Complete" in row and f"{n}/{n} agents reported" in row, row
     swept = kdoctor(local_cluster, "cleanup", "-n", ns)
-    assert swept.returncode == 0 and f"job {ns}/kept" in swept.stdout
+    assert swept.returncode == 0 and f"deleted run {ns}/kept (Complete)" in swept.stdout
     assert wait_clean(local_cluster, ns) == []
 
 

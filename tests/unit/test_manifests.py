@@ -22,9 +22,14 @@ def _job(host_network: bool = False) -> dict:
 def test_job_is_the_root_with_ttl_deadline_and_one_agent_per_node() -> None:
     j = _job()
     spec = j["spec"]
-    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
-    assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] == 600
-    assert spec["backoffLimitPerIndex"] == 0 and spec["suspend"] is True
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == 2
+    # Created with no pod and a short deadline, never suspended (a suspended Job has no
+    # deadline and no TTL); the start patch sets what the annotations say.
+    assert spec["parallelism"] == 0 and "suspend" not in spec
+    assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] == 60
+    ann = j["metadata"]["annotations"]
+    assert ann[m.START_PARALLELISM] == "2" and ann[m.START_DEADLINE] == "600"
+    assert spec["backoffLimitPerIndex"] == 0
     aff = spec["template"]["spec"]["affinity"]
     terms = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
