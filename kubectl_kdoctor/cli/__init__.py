@@ -1,14 +1,16 @@
 """The click command tree; ``main`` is the ``kubectl-kdoctor`` entry point.
 
-Errors end here and only here: ``KdoctorError`` and click's usage errors become one line on
-stderr and the exit code of SPEC (0 pass, 1 expectation not met, 2 bad input, 3 could not
-run, 130 interrupted).
+Errors end here and only here (the one error boundary): ``KdoctorError`` and click's usage
+errors become one line on stderr and the exit code of SPEC (0 pass, 1 expectation not met,
+2 bad input, 3 could not run, 130 interrupted); any other exception is one line too, exit 3,
+with its traceback only under ``-v``; a closed stdout (``| head``) ends quietly with 141.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -17,9 +19,16 @@ from kubectl_kdoctor import __version__
 from kubectl_kdoctor.cli.manage import cleanup, delete, get, report, version
 from kubectl_kdoctor.cli.options import access_options
 from kubectl_kdoctor.cli.probe import dns, http, netreach
-from kubectl_kdoctor.errors import EXIT_INTERRUPTED, EXIT_USAGE, KdoctorError
+from kubectl_kdoctor.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CANNOT_RUN,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    KdoctorError,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+MAX_MESSAGE = 400  # characters of an unexpected error's message on its one line
 
 
 class _Group(click.Group):
@@ -61,8 +70,63 @@ def prog_name(argv0: str) -> str:
     return "kubectl kdoctor" if base.startswith("kubectl-") or base == "__main__.py" else base
 
 
+def verbose_requested(args: list[str]) -> bool:
+    """``-v``/``--verbose`` (``-vv`` too) anywhere before ``--``.
+
+    Read from argv, not from click, so it holds even when the failure is in parsing itself."""
+    for a in args:
+        if a == "--":
+            return False
+        if a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}):
+            return True
+    return False
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line, bounded in length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    """The last resort: a bug or an unforeseen failure is one line and exit 3, never a
+    traceback (which CI would read as exit 1, "the network failed")."""
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    what = one_line(str(exc)) or "(no message)"
+    hint = "" if verbose else " (run with -v for details)"
+    click.echo(f"Error: unexpected {type(exc).__name__}: {what}{hint}", err=True)
+    return EXIT_CANNOT_RUN
+
+
+def _broken_pipe() -> int:
+    """stdout was closed by its reader (``| head``): stop quietly, as ``cat`` would.
+
+    Python would otherwise print an error when it flushes stdout at exit; point the file
+    descriptor at /dev/null first (the recipe of the Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    verbose = verbose_requested(args)
+    try:
+        code = _main(args, verbose)
+    except BrokenPipeError:
+        code = _broken_pipe()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # the one boundary: see the module docstring
+        code = _unexpected(exc, verbose)
+    sys.exit(code)
+
+
+def _main(args: list[str], verbose: bool) -> int:
     if args[:1] == ["__complete"] or os.environ.get("_KUBECTL_KDOCTOR_COMPLETE"):
         from kubectl_kdoctor.cli.completion import complete  # shell completion, then exit
 
@@ -86,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted.", err=True)
         code = EXIT_INTERRUPTED
     except KdoctorError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        if verbose and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        click.echo(f"Error: {one_line(str(exc))}", err=True)
         code = exc.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
