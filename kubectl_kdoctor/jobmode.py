@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import queue
 import signal
 import time
@@ -42,13 +41,12 @@ from kubectl_kdoctor.runconfig import (
     NodeInfo,
     decode_report,
     to_json,
+    ttl_seconds,
 )
 from kubectl_kdoctor.sampling import choose_peers, peer_plan
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
 from kubectl_kdoctor.ui import UI
-
-TTL_ENV = "KUBECTL_KDOCTOR_TTL_SECONDS"  # ttlSecondsAfterFinished of the run's Job (default 120)
 
 STUCK_REASONS = {
     "ErrImagePull": "cannot pull the agent image",
@@ -235,7 +233,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         active_deadline=deadline,
         networks=task.netreach.networks if task.netreach else None,
         api_endpoints=api_endpoints(kube),
-        ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
+        ttl=ttl_seconds(m.TTL_AFTER_FINISHED),
     )
     return Plan(
         name,

@@ -58,10 +58,51 @@ for _cmd in (netreach, http, dns, get, report, delete, cleanup, version):
     cli.add_command(_cmd)
 
 
+def _refuse_empty(param: click.Parameter) -> None:
+    """An empty value (``--expect-p99 ""``, ``--targets ""``, ``DOMAIN ""``) is an error, never
+    "the default": in CI an unset variable would otherwise silently drop a bound. Wraps the
+    parameter's own callback, so it covers every option of every command, present or future."""
+    if isinstance(param, click.Option) and (param.is_flag or param.count):
+        return
+    if getattr(param, "_refuses_empty", False):
+        return
+    inner = param.callback
+
+    def check(ctx: click.Context, p: click.Parameter, value: Any) -> Any:
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(x, str) and x == "" for x in values):
+            name = max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
+            raise click.BadParameter(
+                "must not be empty (leave the flag out for the default)"
+                if isinstance(p, click.Option)
+                else "must not be empty",
+                ctx=ctx,
+                param=p,
+                param_hint=name,
+            )
+        return inner(ctx, p, value) if inner is not None else value
+
+    param.callback = check
+    param._refuses_empty = True  # type: ignore[attr-defined]
+
+
+def guard_empty_values(command: click.Command) -> None:
+    """Apply ``_refuse_empty`` to every parameter of ``command`` and of its subcommands."""
+    for param in command.params:
+        _refuse_empty(param)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            guard_empty_values(sub)
+
+
+guard_empty_values(cli)
+
+
 def _agent_command() -> None:
     from kubectl_kdoctor.cli.agent import agent
 
     cli.add_command(agent)
+    guard_empty_values(agent)
 
 
 def prog_name(argv0: str) -> str:
