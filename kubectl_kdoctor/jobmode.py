@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
+from kubectl_kdoctor.errors import AgentStartError, ClusterError, Interrupted, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
@@ -45,7 +45,7 @@ from kubectl_kdoctor.runconfig import (
 )
 from kubectl_kdoctor.sampling import choose_peers, peer_plan
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
-from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
+from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task, guard_load
 from kubectl_kdoctor.ui import UI
 
 STUCK_REASONS = {
@@ -62,28 +62,12 @@ STUCK_REASONS = {
 }
 
 
-MAX_TOTAL_QPS = 20_000  # requests/s over every agent and target; above needs --force
-
-
 def targets_per_agent(paths: tuple[str, ...], families: tuple[str, ...], peers: int) -> int:
     """Targets one netreach agent drives: per peer (itself included) and family, one per
     per-node path; plus one LoadBalancer and one Ingress target per family."""
     per_peer = sum(1 for p in paths if p in ("pod", "clusterip", "nodeport", "multus"))
     shared = sum(1 for p in paths if p in ("loadbalancer", "ingress"))
     return len(families) * (per_peer * peers + shared)
-
-
-def guard_load(qps: int, agents: int, per_agent: int, duration: float, force: bool) -> int:
-    """The total request rate of a run; InputError above MAX_TOTAL_QPS without --force, so a
-    typo cannot flood a production cluster."""
-    total = qps * agents * per_agent
-    if total > MAX_TOTAL_QPS and not force:
-        raise InputError(
-            f"total load {qps} qps x {agents} agents x {per_agent} targets = {total:,} requests/s "
-            f"is above {MAX_TOTAL_QPS:,}/s; lower --qps, sample with --peers, or add --force",
-            "--qps",
-        )
-    return total
 
 
 @dataclasses.dataclass
