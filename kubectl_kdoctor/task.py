@@ -28,6 +28,13 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 DEFAULT_CLUSTER_DOMAIN = "kubernetes.default.svc.cluster.local"
 
+# Upper bounds of the load flags (and of the same fields in -f task files): far above any
+# sensible run, low enough that no number overflows or plans an endless run.
+MAX_QPS = 1_000_000  # per agent and target: far above what one agent can send
+MAX_ROUNDS = 10_000
+MAX_DURATION = 24 * 3600.0  # one round's --duration, and --interval (use --rounds for longer)
+MAX_TIMEOUT = 3600.0  # --timeout, --start-timeout, --request-timeout
+
 MAX_TOTAL_QPS = 20_000  # requests/s over every agent and target; above needs --force
 
 

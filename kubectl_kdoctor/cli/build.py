@@ -16,6 +16,10 @@ from kubectl_kdoctor.task import (
     DNS,
     HTTP,
     IP_FAMILIES,
+    MAX_DURATION,
+    MAX_QPS,
+    MAX_ROUNDS,
+    MAX_TIMEOUT,
     MODES,
     NETREACH,
     NETREACH_PATHS,
@@ -55,10 +59,6 @@ CLUSTER_ONLY = {
 }
 
 
-MAX_QPS = 1_000_000  # per agent and target: far above what one agent can send
-MAX_ROUNDS = 10_000
-MAX_DURATION = 24 * 3600.0  # one round's --duration, and --interval (use --rounds for longer)
-MAX_TIMEOUT = 3600.0  # --timeout, --start-timeout, --request-timeout
 MAX_BODY_CLUSTER = 768 * 1024  # --data-file: the run's Secret holds it (1 MiB per object)
 MAX_BODY_LOCAL = 64 * 1024 * 1024
 
