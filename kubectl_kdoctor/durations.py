@@ -16,7 +16,7 @@ _UNITS = {
     "h": 3600.0,
 }
 MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration limit, about 292 years
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")  # ASCII digits only
 
 
 def parse_duration(text: str) -> float:

@@ -52,6 +52,8 @@ def _short(text: object) -> str:
 
 
 def success_rate(text: str, flag: str = "--expect-success-rate") -> float:
+    if not re.fullmatch(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]{1,3})?", text):
+        raise InputError(f"must be a number from 0 to 1 (got {_short(text)})", flag)
     try:
         value = float(text)
     except ValueError:
@@ -62,7 +64,8 @@ def success_rate(text: str, flag: str = "--expect-success-rate") -> float:
 
 
 def positive_int(text: str | int, flag: str, maximum: int | None = None) -> int:
-    if isinstance(text, str) and not text.strip().isdigit() and not text.strip()[1:].isdigit():
+    # ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits
+    if isinstance(text, str) and not re.fullmatch(r"[0-9]{1,30}", text):
         raise InputError(f"must be an integer > 0 (got {_short(text)})", flag)
     try:
         value = int(text)

@@ -176,6 +176,12 @@ def _main(args: list[str], verbose: bool) -> int:
         _agent_command()
     try:
         code = cli.main(args=args, prog_name=prog_name(sys.argv[0]), standalone_mode=False)
+    except SystemExit:
+        # click catches EPIPE itself, wraps stdout and exits 1 ("expectation not met"):
+        # make that the quiet broken-pipe exit instead.
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":
+            return _broken_pipe()
+        raise
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.UsageError as exc:
