@@ -25,7 +25,7 @@ def parse_duration(text: str) -> float:
     Like Go's ``time.ParseDuration``: a sequence of decimal numbers, each with a unit;
     ``0`` alone is allowed; negative durations are refused here (nothing takes them).
     """
-    s = text.strip()
+    s = text  # as Go: no surrounding spaces
     if not s:
         raise ValueError("empty duration")
     if s == "0":

@@ -195,7 +195,7 @@ def header(text: str, flag: str = "--header") -> tuple[str, str]:
     """``Name: value``. The name is an HTTP token; the value has no CR, LF, NUL or other
     control character (one would put another header on the wire) and is Latin-1."""
     name, sep, value = text.partition(":")
-    name = name.strip()
+    name = name.strip(" \t")
     if not sep or not name or not _HEADER_NAME.fullmatch(name):
         raise InputError(f"must be 'Name: value' (got {_short(text)})", flag)
     value = value.strip(" \t")
@@ -216,6 +216,8 @@ def header(text: str, flag: str = "--header") -> tuple[str, str]:
 
 
 def status(text: str, flag: str = "--expect-status") -> StatusExpectation:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise InputError(f"must not contain control characters (got {_short(text)})", flag)
     try:
         return StatusExpectation.parse(text)
     except ValueError as exc:

@@ -123,7 +123,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     # The file's metadata.name names the run in a cluster (unless --name is given); with
     # --local nothing is named, so a real kdoctor manifest runs as it is.
     if file_name is not None and not local and p.get("name") is None:
-        v.run_name(file_name, "--filename: metadata.name (or give --name)")
+        v.run_name(file_name, f"--filename: {p['file']}: metadata.name (or give --name)")
     else:
         file_name = None
 
