@@ -26,6 +26,8 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token")
 
+MAX_URL = 8192  # what common servers accept in a request line
+MAX_HEADER = 8192  # one header line
 MAX_NAME = 40  # leaves room for suffixes such as -node-17 within 63 characters
 
 
@@ -132,6 +134,8 @@ def url(text: str, flag: str = "URL") -> str:
     """An absolute http:// or https:// URL, as it will go on the wire: no spaces, control
     characters, backslashes or non-ASCII (percent-encode them). ``user:password@`` is
     accepted (it becomes Basic auth)."""
+    if len(text) > MAX_URL:
+        raise InputError(f"longer than {MAX_URL} characters (got {len(text)})", flag)
     bad = next((c for c in text if ord(c) <= 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
         what = "a space" if bad == " " else f"a control character ({bad!r})"
@@ -194,6 +198,8 @@ def host_problem(host: str) -> str | None:
 def header(text: str, flag: str = "--header") -> tuple[str, str]:
     """``Name: value``. The name is an HTTP token; the value has no CR, LF, NUL or other
     control character (one would put another header on the wire) and is Latin-1."""
+    if len(text) > MAX_HEADER:
+        raise InputError(f"longer than {MAX_HEADER} characters (got {len(text)})", flag)
     name, sep, value = text.partition(":")
     name = name.strip(" \t")
     if not sep or not name or not _HEADER_NAME.fullmatch(name):

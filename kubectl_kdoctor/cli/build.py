@@ -59,6 +59,7 @@ CLUSTER_ONLY = {
 }
 
 
+MAX_HEADERS = 100
 MAX_BODY_CLUSTER = 768 * 1024  # --data-file: the run's Secret holds it (1 MiB per object)
 MAX_BODY_LOCAL = 64 * 1024 * 1024
 
@@ -291,6 +292,8 @@ def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
             f"must be one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS (got {p.get('method')!r})",
             "--method",
         )
+    if len(p.get("headers") or ()) > MAX_HEADERS:
+        raise InputError(f"give at most {MAX_HEADERS} headers", "--header")
     headers = tuple(v.header(h) for h in p.get("headers") or ()) or (b.headers if b else ())
     if p.get("data") is not None and p.get("data_file"):
         raise InputError("give either --data or --data-file, not both", "--data")

@@ -417,6 +417,9 @@ CASES: list[Case] = [
     c("http", "http://-bad-.example/", needle="URL"),
     c("http", "http://" + "a" * 64 + ".example/", needle="URL"),
     c("http", "http://user:pass@/", needle="URL"),
+    c("http", "http://example.com/" + "a" * 9000, needle="URL"),
+    c("http", URL, "-H", "X-A: " + "v" * 9000, needle="--header"),
+    c("http", URL, *[a for i in range(101) for a in ("-H", f"X-{i}: 1")], needle="--header"),
     c("http", "https://h/", "--http2", "--cacert", "junk.txt", needle="--cacert"),
     # headers
     c("http", URL, "-H", "X-A: a\r\nX-Evil: 1", needle="--header"),
