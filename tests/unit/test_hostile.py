@@ -790,3 +790,17 @@ def test_closed_stdout_ends_quietly(workdir: Path) -> None:
     err = p.stderr.read()
     assert p.wait(timeout=60) == 141
     assert err == b""
+
+
+@pytest.mark.parametrize(
+    "kubeconfig", ["fifo", "adir", "kc-latin1.yaml", "kc-list.yaml", "t-deep.yaml"]
+)
+def test_completion_survives_a_hostile_kubeconfig(kubeconfig: str, workdir: Path) -> None:
+    """Completing --context reads the kubeconfig: a FIFO must not block it, junk not break it."""
+    proc = _entry(
+        ["__complete", "netreach", "--context", ""],
+        workdir,
+        env={"KUBECONFIG": str(workdir / kubeconfig)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
