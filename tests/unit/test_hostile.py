@@ -804,3 +804,41 @@ def test_completion_survives_a_hostile_kubeconfig(kubeconfig: str, workdir: Path
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_ctrl_c_stops_an_absurd_local_load(workdir: Path) -> None:
+    """--local at a huge rate (allowed with --force) still stops on the first Ctrl-C: exit 130,
+    long before its --duration would have ended (the wait below is only a hang guard)."""
+    import signal
+
+    # SIGINT at its default (a shell starts background jobs with it ignored), then exec
+    reset = "import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    argv = [
+        str(ENTRY),
+        "http",
+        "--local",
+        "http://127.0.0.1:9/",
+        "--qps",
+        "200000",
+        "--force",
+        "--duration",
+        "10m",
+        "--timeout",
+        "100ms",
+    ]
+    p = subprocess.Popen(
+        [sys.executable, "-c", reset, *argv],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=3)  # it is running
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
