@@ -299,7 +299,7 @@ def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
         raise InputError("give either --data or --data-file, not both", "--data")
     body = b.body if b else b""
     if p.get("data") is not None:
-        body = p["data"].encode()
+        body = p["data"].encode("utf-8", "surrogateescape")  # the bytes given, even non-UTF-8
     elif p.get("data_file"):
         limit = MAX_BODY_LOCAL if local else MAX_BODY_CLUSTER
         body = v.read_file(p["data_file"], "--data-file", limit, "request body")

@@ -777,6 +777,27 @@ def test_entry_point_env_var(workdir: Path) -> None:
     )
 
 
+def test_non_utf8_argv_bytes(workdir: Path) -> None:
+    """argv bytes that are not UTF-8 (surrogate-escaped by Python) are data in a body, and
+    refused where text is needed, never a crash."""
+    body = _entry(["http", URL, "-d", "\udcff", "--dry-run=client", "-X", "FETCH"], workdir)
+    assert body.returncode == 2 and "--method" in body.stderr and "Traceback" not in body.stderr
+    for args, needle in (
+        (["http", URL, "-H", "X-A: \udcff"], "--header"),
+        (["dns", "\udcff"], "DOMAIN"),
+        (["report", "\udcff"], "NAME"),
+    ):
+        proc = _entry(args, workdir)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+
+
+def test_non_utf8_body_is_sent_as_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_kdoctor.cli.build import build
+
+    inv = build("AppHttpHealthy", {"url": URL, "data": "a\udcffb"})
+    assert inv.task.http is not None and inv.task.http.body == b"a\xffb"
+
+
 def test_closed_stdout_ends_quietly(workdir: Path) -> None:
     """``kubectl kdoctor ... | head``: the reader went away; no traceback, no message."""
     p = subprocess.Popen(
