@@ -43,6 +43,7 @@ from kubectl_kdoctor.taskschema import SchemaError, check_document
 FLAG = "--filename"
 GROUP = "kdoctor.io/v1beta1"
 MAX_FILE_BYTES = 1024 * 1024
+MAX_HEADERS = 100
 MAX_DEPTH = 64  # nested mappings/lists: a kdoctor task needs about 12
 
 
@@ -350,6 +351,8 @@ class _Mapper:
         if method not in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"):
             raise self.bad("target.method", "GET, POST, PUT, DELETE, OPTIONS, PATCH or HEAD")
         headers = []
+        if len(t.get("header") or []) > MAX_HEADERS:
+            raise self.bad("target.header", f"at most {MAX_HEADERS} headers")
         for i, h in enumerate(t.get("header") or []):
             headers.append(v.header(str(h), self.flag(f"target.header[{i}]")))
         for key in (

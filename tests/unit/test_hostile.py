@@ -172,6 +172,12 @@ TASK_FILES: dict[str, bytes] = {
     "t-spec-str.yaml": _dump(_with(GOOD_HTTP, "spec", "x")).encode(),
     "t-target-list.yaml": _dump(_with(GOOD_HTTP, "spec.target", ["host"])).encode(),
     "t-request-str.yaml": _dump(_with(GOOD_HTTP, "spec.request", "fast")).encode(),
+    "t-headers-many.yaml": _dump(
+        _with(GOOD_HTTP, "spec.target.header", [f"X-{i}: 1" for i in range(101)])
+    ).encode(),
+    "t-host-long.yaml": _dump(
+        _with(GOOD_HTTP, "spec.target.host", "http://h/" + "a" * 9000)
+    ).encode(),
     "t-header-map.yaml": _dump(_with(GOOD_HTTP, "spec.target.header", {"a": "b"})).encode(),
     "t-header-int.yaml": _dump(_with(GOOD_HTTP, "spec.target.header", [1])).encode(),
     "t-header-crlf.yaml": _dump(_with(GOOD_HTTP, "spec.target.header", ["X: a\r\nY: b"])).encode(),
