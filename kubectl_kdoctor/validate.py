@@ -40,14 +40,16 @@ def duration(
         raise InputError(f"{exc}", flag) from None
     if value <= 0 and not allow_zero:
         raise InputError(
-            f"must be a duration > 0 such as 500ms, 10s or 1m30s (got {_short(text)})", flag
+            f"must be a duration > 0 such as 500ms, 10s or 1m30s (got {short_repr(text)})", flag
         )
     if maximum is not None and value > maximum:
-        raise InputError(f"must be at most {format_duration(maximum)} (got {_short(text)})", flag)
+        raise InputError(
+            f"must be at most {format_duration(maximum)} (got {short_repr(text)})", flag
+        )
     return value
 
 
-def _short(text: object) -> str:
+def short_repr(text: object) -> str:
     """``repr`` of a user's value, cut to a length that fits one line."""
     r = repr(text)
     return r if len(r) <= 60 else r[:57] + "..."
@@ -55,28 +57,28 @@ def _short(text: object) -> str:
 
 def success_rate(text: str, flag: str = "--expect-success-rate") -> float:
     if not re.fullmatch(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]{1,3})?", text):
-        raise InputError(f"must be a number from 0 to 1 (got {_short(text)})", flag)
+        raise InputError(f"must be a number from 0 to 1 (got {short_repr(text)})", flag)
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"must be a number from 0 to 1 (got {_short(text)})", flag) from None
+        raise InputError(f"must be a number from 0 to 1 (got {short_repr(text)})", flag) from None
     if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise InputError(f"must be a number from 0 to 1 (got {_short(text)})", flag)
+        raise InputError(f"must be a number from 0 to 1 (got {short_repr(text)})", flag)
     return value
 
 
 def positive_int(text: str | int, flag: str, maximum: int | None = None) -> int:
     # ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits
     if isinstance(text, str) and not re.fullmatch(r"[0-9]{1,30}", text):
-        raise InputError(f"must be an integer > 0 (got {_short(text)})", flag)
+        raise InputError(f"must be an integer > 0 (got {short_repr(text)})", flag)
     try:
         value = int(text)
     except (TypeError, ValueError):  # also: more digits than Python converts
-        raise InputError(f"must be an integer > 0 (got {_short(text)})", flag) from None
+        raise InputError(f"must be an integer > 0 (got {short_repr(text)})", flag) from None
     if value <= 0:
-        raise InputError(f"must be an integer > 0 (got {_short(text)})", flag)
+        raise InputError(f"must be an integer > 0 (got {short_repr(text)})", flag)
     if maximum is not None and value > maximum:
-        raise InputError(f"must be at most {maximum:,} (got {_short(text)})", flag)
+        raise InputError(f"must be at most {maximum:,} (got {short_repr(text)})", flag)
     return value
 
 
@@ -95,7 +97,7 @@ def namespace(text: str, flag: str = "--namespace") -> str:
     if len(text) > 63 or not _LABEL.fullmatch(text):
         raise InputError(
             f"must be a namespace name: a lower-case DNS label of at most 63 characters "
-            f"(a-z, 0-9, '-'; got {_short(text)})",
+            f"(a-z, 0-9, '-'; got {short_repr(text)})",
             flag,
         )
     return text
@@ -105,7 +107,7 @@ def object_name(text: str, flag: str = "NAME") -> str:
     """A Kubernetes object name: a lower-case DNS subdomain (RFC 1123), at most 253."""
     if len(text) > 253 or not all(_LABEL.fullmatch(p) for p in text.split(".")):
         raise InputError(
-            f"must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.'; got {_short(text)})", flag
+            f"must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.'; got {short_repr(text)})", flag
         )
     return text
 
@@ -115,10 +117,10 @@ def plain_text(text: str, flag: str, *, header_safe: bool = False) -> str:
     characters; ``header_safe``: also Latin-1 only, as it travels in an HTTP header."""
     bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
-        raise InputError(f"must not contain control characters (got {_short(text)})", flag)
+        raise InputError(f"must not contain control characters (got {short_repr(text)})", flag)
     if header_safe and any(ord(c) > 0xFF for c in text):
         raise InputError(
-            f"must be Latin-1 text: it is sent in an HTTP header (got {_short(text)})", flag
+            f"must be Latin-1 text: it is sent in an HTTP header (got {short_repr(text)})", flag
         )
     return text
 
@@ -139,41 +141,43 @@ def url(text: str, flag: str = "URL") -> str:
     bad = next((c for c in text if ord(c) <= 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
         what = "a space" if bad == " " else f"a control character ({bad!r})"
-        raise InputError(f"contains {what}; percent-encode it, e.g. %20 (got {_short(text)})", flag)
+        raise InputError(
+            f"contains {what}; percent-encode it, e.g. %20 (got {short_repr(text)})", flag
+        )
     odd = next((c for c in text if ord(c) > 0x7E), None)
     if odd is not None:
         raise InputError(
-            f"contains the non-ASCII character {odd!r}; percent-encode it (got {_short(text)})",
+            f"contains the non-ASCII character {odd!r}; percent-encode it (got {short_repr(text)})",
             flag,
         )
     if "\\" in text:
-        raise InputError(f"contains a backslash; use '/' (got {_short(text)})", flag)
+        raise InputError(f"contains a backslash; use '/' (got {short_repr(text)})", flag)
     try:
         parts = urlsplit(text)
     except ValueError as exc:
-        raise InputError(f"invalid URL {_short(text)}: {exc}", flag) from None
+        raise InputError(f"invalid URL {short_repr(text)}: {exc}", flag) from None
     if parts.scheme not in ("http", "https") or not text.lower().startswith(
         ("http://", "https://")
     ):
-        raise InputError(f"must be an http:// or https:// URL (got {_short(text)})", flag)
+        raise InputError(f"must be an http:// or https:// URL (got {short_repr(text)})", flag)
     try:
         host = parts.hostname
         port = parts.port
     except ValueError as exc:
-        raise InputError(f"invalid URL {_short(text)}: {exc}", flag) from None
+        raise InputError(f"invalid URL {short_repr(text)}: {exc}", flag) from None
     if not host:
-        raise InputError(f"must name a host (got {_short(text)})", flag)
+        raise InputError(f"must name a host (got {short_repr(text)})", flag)
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise InputError(f"invalid IPv6 address in {_short(text)}", flag) from None
+            raise InputError(f"invalid IPv6 address in {short_repr(text)}", flag) from None
     else:
         why = host_problem(host)
         if why:
-            raise InputError(f"{why} in {_short(text)}", flag)
+            raise InputError(f"{why} in {short_repr(text)}", flag)
     if port == 0:
-        raise InputError(f"invalid port 0 in {_short(text)}", flag)
+        raise InputError(f"invalid port 0 in {short_repr(text)}", flag)
     return text
 
 
@@ -203,7 +207,7 @@ def header(text: str, flag: str = "--header") -> tuple[str, str]:
     name, sep, value = text.partition(":")
     name = name.strip(" \t")
     if not sep or not name or not _HEADER_NAME.fullmatch(name):
-        raise InputError(f"must be 'Name: value' (got {_short(text)})", flag)
+        raise InputError(f"must be 'Name: value' (got {short_repr(text)})", flag)
     value = value.strip(" \t")
     bad = next((c for c in value if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F), None)
     if bad is not None:
@@ -215,7 +219,7 @@ def header(text: str, flag: str = "--header") -> tuple[str, str]:
     if any(ord(c) > 0xFF for c in value):
         raise InputError(
             f"the value of {name} must be Latin-1 text (HTTP/1.1 carries bytes, not "
-            f"Unicode; got {_short(value)})",
+            f"Unicode; got {short_repr(value)})",
             flag,
         )
     return name, value
@@ -223,7 +227,7 @@ def header(text: str, flag: str = "--header") -> tuple[str, str]:
 
 def status(text: str, flag: str = "--expect-status") -> StatusExpectation:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        raise InputError(f"must not contain control characters (got {_short(text)})", flag)
+        raise InputError(f"must not contain control characters (got {short_repr(text)})", flag)
     try:
         return StatusExpectation.parse(text)
     except ValueError as exc:
@@ -265,31 +269,31 @@ def server(text: str, default_port: int, flag: str = "--server") -> tuple[str, i
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise InputError(f"unclosed '[' in {_short(text)}", flag)
+            raise InputError(f"unclosed '[' in {short_repr(text)}", flag)
         host, rest = text[1:end], text[end + 1 :]
         if rest:
             if not rest.startswith(":"):
-                raise InputError(f"expected HOST[:PORT] (got {_short(text)})", flag)
+                raise InputError(f"expected HOST[:PORT] (got {short_repr(text)})", flag)
             port_text = rest[1:]
             if not port_text:
-                raise InputError(f"missing port after ':' in {_short(text)}", flag)
+                raise InputError(f"missing port after ':' in {short_repr(text)}", flag)
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InputError(
-                f"expected an IPv6 address inside [...] (got {_short(text)})", flag
+                f"expected an IPv6 address inside [...] (got {short_repr(text)})", flag
             ) from None
     elif text.count(":") == 1:
         host, port_text = text.split(":")
         if not port_text:
-            raise InputError(f"missing port after ':' in {_short(text)}", flag)
+            raise InputError(f"missing port after ':' in {short_repr(text)}", flag)
     elif ":" in text:
         try:
             ipaddress.IPv6Address(text)
         except ValueError:
             raise InputError(
                 f"expected an IP address or host name, HOST[:PORT] or [IPV6]:PORT "
-                f"(got {_short(text)})",
+                f"(got {short_repr(text)})",
                 flag,
             ) from None
         head, _, last = text.rpartition(":")
@@ -302,14 +306,14 @@ def server(text: str, default_port: int, flag: str = "--server") -> tuple[str, i
     port = default_port
     if port_text:
         if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
-            raise InputError(f"invalid port in {_short(text)} (expected 1-65535)", flag)
+            raise InputError(f"invalid port in {short_repr(text)} (expected 1-65535)", flag)
         port = int(port_text)
     if not host:
-        raise InputError(f"missing host in {_short(text)}", flag)
+        raise InputError(f"missing host in {short_repr(text)}", flag)
     if ":" not in host:
         why = host_problem(host)
         if why:
-            raise InputError(f"{why}; expected HOST[:PORT] (got {_short(text)})", flag)
+            raise InputError(f"{why}; expected HOST[:PORT] (got {short_repr(text)})", flag)
     return host, port
 
 

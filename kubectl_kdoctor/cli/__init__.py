@@ -29,6 +29,7 @@ from kubectl_kdoctor.errors import (
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 MAX_MESSAGE = 400  # characters of an unexpected error's message on its one line
+MAX_KNOWN_MESSAGE = 4000  # a KdoctorError's (it may list every missing permission)
 
 
 class _Group(click.Group):
@@ -123,10 +124,10 @@ def verbose_requested(args: list[str]) -> bool:
     return False
 
 
-def one_line(text: str) -> str:
-    """Collapse a message onto one line, bounded in length."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message on one line (line breaks become spaces), at most ``limit`` characters."""
+    flat = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _unexpected(exc: BaseException, verbose: bool) -> int:
@@ -185,7 +186,7 @@ def _main(args: list[str], verbose: bool) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.UsageError as exc:
-        msg = exc.format_message()
+        msg = one_line(exc.format_message(), MAX_KNOWN_MESSAGE)
         if exc.ctx is not None and isinstance(exc, click.NoSuchOption | click.BadOptionUsage):
             msg += f" (see '{exc.ctx.command_path} --help')"
         click.echo(f"Error: {msg}", err=True)
@@ -199,6 +200,6 @@ def _main(args: list[str], verbose: bool) -> int:
     except KdoctorError as exc:
         if verbose and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
-        click.echo(f"Error: {one_line(str(exc))}", err=True)
+        click.echo(f"Error: {one_line(str(exc), MAX_KNOWN_MESSAGE)}", err=True)
         code = exc.exit_code
     return code if isinstance(code, int) else 0

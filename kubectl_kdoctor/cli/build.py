@@ -273,7 +273,7 @@ def _image(image: str, flag: str) -> None:
         or len(image) > 4096
         or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in image)
     ):
-        raise InputError(f"must be an image reference (got {v._short(image)})", flag)
+        raise InputError(f"must be an image reference (got {v.short_repr(image)})", flag)
 
 
 def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
