@@ -176,8 +176,10 @@ def from_document(doc: Mapping[str, Any], kind: str, path: str = "the task file"
     if api != GROUP:
         raise InputError(f"{path}: apiVersion must be {GROUP} (got {api!r})", FLAG)
     spec = doc.get("spec")
-    if not isinstance(spec, Mapping):
+    if spec is None:
         raise InputError(f"{path}: spec is missing", FLAG)
+    if not isinstance(spec, Mapping):
+        raise InputError(f"{path}: spec must be a mapping (got {type(spec).__name__})", FLAG)
     try:
         check_document(dict(doc), kind)
     except SchemaError as exc:
@@ -225,7 +227,7 @@ class _Mapper:
         if isinstance(val, bool) or not isinstance(val, (int, float)) or val < minimum:
             raise self.bad(field, f"a number >= {minimum:g}")
         if maximum is not None and val > maximum:
-            raise self.bad(field, f"at most {maximum:g} here (got {val})")
+            raise self.bad(field, f"at most {maximum:,.0f} here (got {val})")
         return float(val)
 
     def schedule_and_request(self, kind: str) -> tuple[Load, int, float]:

@@ -302,7 +302,8 @@ def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
         body = p["data"].encode("utf-8", "surrogateescape")  # the bytes given, even non-UTF-8
     elif p.get("data_file"):
         limit = MAX_BODY_LOCAL if local else MAX_BODY_CLUSTER
-        body = v.read_file(p["data_file"], "--data-file", limit, "request body")
+        what = "request body" if local else "request body (it travels in the run's Secret)"
+        body = v.read_file(p["data_file"], "--data-file", limit, what)
     if body and method in ("GET", "HEAD") and not p.get("method"):
         method = "POST"
     cacert = (
