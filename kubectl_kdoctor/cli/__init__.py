@@ -130,14 +130,30 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _say(line: str) -> None:
+    """One line on stderr; a stderr that cannot be written (closed, a full disk) must not
+    change the exit code."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _trace(exc: BaseException) -> None:
+    try:
+        traceback.print_exception(exc, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def _unexpected(exc: BaseException, verbose: bool) -> int:
     """The last resort: a bug or an unforeseen failure is one line and exit 3, never a
     traceback (which CI would read as exit 1, "the network failed")."""
     if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
+        _trace(exc)
     what = one_line(str(exc)) or "(no message)"
     hint = "" if verbose else " (run with -v for details)"
-    click.echo(f"Error: unexpected {type(exc).__name__}: {what}{hint}", err=True)
+    _say(f"Error: unexpected {type(exc).__name__}: {what}{hint}")
     return EXIT_CANNOT_RUN
 
 
@@ -189,17 +205,17 @@ def _main(args: list[str], verbose: bool) -> int:
         msg = one_line(exc.format_message(), MAX_KNOWN_MESSAGE)
         if exc.ctx is not None and isinstance(exc, click.NoSuchOption | click.BadOptionUsage):
             msg += f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"Error: {msg}", err=True)
+        _say(f"Error: {msg}")
         code = EXIT_USAGE
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        _say(f"Error: {one_line(exc.format_message(), MAX_KNOWN_MESSAGE)}")
         code = exc.exit_code
     except (KeyboardInterrupt, click.Abort):
-        click.echo("Interrupted.", err=True)
+        _say("Interrupted.")
         code = EXIT_INTERRUPTED
     except KdoctorError as exc:
         if verbose and exc.__cause__ is not None:
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
-        click.echo(f"Error: {one_line(str(exc), MAX_KNOWN_MESSAGE)}", err=True)
+            _trace(exc.__cause__)
+        _say(f"Error: {one_line(str(exc), MAX_KNOWN_MESSAGE)}")
         code = exc.exit_code
     return code if isinstance(code, int) else 0

@@ -804,6 +804,20 @@ def test_non_utf8_body_is_sent_as_given(capsys: pytest.CaptureFixture[str]) -> N
     assert inv.task.http is not None and inv.task.http.body == b"a\xffb"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_unwritable_stderr_keeps_the_exit_code(workdir: Path) -> None:
+    """With stderr on a full disk the error cannot be said, but the exit code still tells."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [str(ENTRY), "http", URL, "--qps", "0"],
+            cwd=workdir,
+            stderr=full,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 2
+
+
 def test_closed_stdout_ends_quietly(workdir: Path) -> None:
     """``kubectl kdoctor ... | head``: the reader went away; no traceback, no message."""
     p = subprocess.Popen(
