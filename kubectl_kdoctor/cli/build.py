@@ -201,7 +201,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     # --- placement and run control ------------------------------------------------------
     fp = file_placement or Placement()
     placement = Placement(
-        nodes=tuple(v.node_name(n) for n in p.get("nodes") or ()) or fp.nodes,
+        nodes=tuple(dict.fromkeys(v.node_name(n) for n in p.get("nodes") or ())) or fp.nodes,
         node_selector=v.selector(p["node_selector"])
         if p.get("node_selector") is not None
         else fp.node_selector,
