@@ -267,6 +267,50 @@ TASK_FILES: dict[str, bytes] = {
     ).encode(),
 }
 
+# The shape of the examples in kdoctor's own docs: `kubectl get -o yaml` output with status,
+# agentSpec fields that mean nothing here, a header without a space after the colon.
+UPSTREAM_SHAPED = """\
+apiVersion: kdoctor.io/v1beta1
+kind: AppHttpHealthy
+metadata:
+  name: web-check
+spec:
+  agentSpec:
+    hostNetwork: false
+    kind: DaemonSet
+    terminationGracePeriodMinutes: 60
+  expect:
+    meanAccessDelayInMs: 1500
+    successRate: 1
+    statusCode: 200
+  request:
+    durationInSecond: 1
+    perRequestTimeoutInMS: 200
+    qps: 5
+  schedule:
+    roundNumber: 1
+    roundTimeoutMinute: 1
+    schedule: 0 1
+  target:
+    enableLatencyMetric: false
+    header:
+    - Accept:text/html
+    host: http://127.0.0.1:9
+    http2: false
+    method: GET
+status:
+  doneRound: 1
+  expectedRound: 1
+  finish: true
+  history:
+    - deadLineTimeStamp: "2024-01-01T00:00:41Z"
+      duration: 17.2s
+      roundNumber: 1
+      status: succeed
+      succeedAgentNodeList: [node-a]
+  lastRoundStatus: succeed
+"""
+
 KUBECONFIGS: dict[str, bytes] = {
     "kc-invalid.yaml": b"clusters: [\n",
     "kc-list.yaml": b"- a\n- b\n",
@@ -306,6 +350,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, data in {**TASK_FILES, **KUBECONFIGS}.items():
         (d / name).write_bytes(data)
     (d / "ok-http.yaml").write_text(HTTP_YAML)
+    (d / "ok-upstream.yaml").write_text(UPSTREAM_SHAPED)
     return d
 
 
@@ -721,10 +766,13 @@ def test_keyboard_interrupt_is_130(
     assert code == 130 and "Traceback" not in err
 
 
-def test_a_real_kdoctor_manifest_runs_with_local(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name", ["ok-http.yaml", "ok-upstream.yaml"])
+def test_a_real_kdoctor_manifest_runs_with_local(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """metadata.name does not count as --name: the manifest is accepted with --local (it runs
-    against the discard port and fails its expectation: exit 1, a report on stdout)."""
-    code, out, err = run_main(["http", "-f", "ok-http.yaml", "--local", "-o", "json"], capsys)
+    against a closed loopback port and fails its expectation: exit 1, a report on stdout)."""
+    code, out, err = run_main(["http", "-f", name, "--local", "-o", "json"], capsys)
     assert code == 1, err
     assert json.loads(out)["kind"] == "KdoctorReport"
     assert "Traceback" not in err
