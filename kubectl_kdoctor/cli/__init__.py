@@ -172,7 +172,8 @@ def _broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    verbose = verbose_requested(args)
+    # an agent's log is read after the fact: it always gets the traceback
+    verbose = verbose_requested(args) or args[:1] == ["agent"]
     try:
         code = _main(args, verbose)
     except BrokenPipeError:

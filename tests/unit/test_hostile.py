@@ -755,6 +755,16 @@ def test_verbose_shows_the_traceback(
     assert err.strip().splitlines()[-1] == "Error: unexpected RuntimeError: boom second line"
 
 
+def test_an_agent_error_keeps_its_traceback_in_the_log(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kubectl_kdoctor.agent.main.main", _boom)
+    code, _, err = run_main(["agent", "--run", "r1"], capsys)
+    assert code == 3
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1] == "Error: unexpected RuntimeError: boom second line"
+
+
 def test_keyboard_interrupt_is_130(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
