@@ -182,6 +182,13 @@ def connect(access: Access) -> Kube:
             ctx = node.value if hasattr(node, "value") else node  # the raw dict, mutable
             if ctx is None:
                 raise ClusterError(f"cannot load the kubeconfig: context {ctx_name!r} is empty")
+            for flag, wanted, section in (
+                ("--cluster", access.cluster, "clusters"),
+                ("--user", access.user, "users"),
+            ):
+                known = {c["name"] for c in (cfg_dict.value.get(section) or [])}
+                if wanted and wanted not in known:
+                    raise InputError(f"{wanted!r} not found in the kubeconfig's {section}", flag)
             if access.cluster:
                 ctx["cluster"] = access.cluster
             if access.user:

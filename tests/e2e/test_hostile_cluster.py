@@ -44,6 +44,8 @@ REFUSED: list[tuple[list[str], str]] = [
     (["delete", "x y"], "NAME"),
     (["cleanup", "-n", "x_y"], "--namespace"),
     (["get", "-n", ""], "--namespace"),
+    (["get", "--cluster", "no-such-cluster"], "--cluster"),
+    (["get", "--user", "no-such-user"], "--user"),
 ]
 REFUSED_FILES = [
     "t-bomb.yaml",
@@ -99,6 +101,12 @@ def test_cluster_causes_are_one_line_and_create_nothing(
     f.write_text(yaml.safe_dump(GOOD_NR))
     h = tmp_path / "http.yaml"
     h.write_text(yaml.safe_dump(GOOD_HTTP))
+    config = yaml.safe_load(lc.kubeconfig.read_text())
+    config["contexts"].append(
+        {"name": "broken", "context": {"cluster": "no-such-cluster", "user": "no-such-user"}}
+    )
+    broken = tmp_path / "kubeconfig"
+    broken.write_text(yaml.safe_dump(config))
     before = leftovers(lc, "default")
     since = time.time()
     cases: list[tuple[list[str], str]] = [
@@ -109,8 +117,8 @@ def test_cluster_causes_are_one_line_and_create_nothing(
         ),
         # an identity with no rights at all: the permission check names what is missing
         (["netreach", "--mode", "job", "--as", "nobody-kdh", "--duration", "1s"], "nobody-kdh"),
-        # a kubeconfig context that names a cluster that is not in it
-        (["get", "--cluster", "no-such-cluster"], "kubeconfig"),
+        # a context whose cluster is not in the kubeconfig
+        (["--kubeconfig", str(broken), "get", "--context", "broken"], "kubeconfig"),
         # what does not exist
         (["report", "no-such-run-kdh"], "no-such-run-kdh"),
     ]

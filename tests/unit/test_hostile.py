@@ -624,6 +624,8 @@ CASES: list[Case] = [
     c("netreach", code=3, needle="kc-invalid.yaml", env={"KUBECONFIG": "kc-invalid.yaml"}),
     c("get", "--kubeconfig", "kc-latin1.yaml", code=3, needle="UTF-8"),
     c("get", "--context", "nope", needle="--context"),
+    c("get", "--cluster", "nope", needle="--cluster"),
+    c("get", "--user", "nope", needle="--user"),
     # task files (-f), each with the command of its kind
     *[c("http", "-f", name, needle=name) for name in TASK_FILES if name.startswith("t-")],
     *[c("netreach", "-f", name, needle=name) for name in TASK_FILES if name.startswith("nr-")],
