@@ -62,6 +62,7 @@ CLUSTER_ONLY = {
 MAX_HEADERS = 100
 MAX_BODY_CLUSTER = 768 * 1024  # --data-file: the run's Secret holds it (1 MiB per object)
 MAX_BODY_LOCAL = 64 * 1024 * 1024
+MAX_SECRET_PAYLOAD = 900 * 1024  # body + CA + client certificate and key, in one Secret
 
 
 def access(p: dict[str, Any]) -> Access:
@@ -340,6 +341,15 @@ def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
     expect_status = (
         v.status(p["expect_status"]) if p.get("expect_status") else (b.expect_status if b else None)
     )
+    if not local:
+        carried = len(body) + sum(os.path.getsize(f) for f in (cacert, cert, key) if f)
+        if carried > MAX_SECRET_PAYLOAD:
+            flag = "--data-file" if body else "--cacert"
+            raise InputError(
+                f"the request body and TLS files add up to {carried // 1024} KiB; the run's "
+                f"Secret carries at most {MAX_SECRET_PAYLOAD // 1024} KiB",
+                flag,
+            )
     spec = HttpSpec(
         url=url,
         method=method,

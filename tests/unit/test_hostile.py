@@ -346,6 +346,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "adir").mkdir()
     os.mkfifo(d / "fifo")
     (d / "big.bin").write_bytes(b"x" * (800 * 1024))
+    (d / "body-700k.bin").write_bytes(b"x" * (700 * 1024))
+    pem = "-----BEGIN CERTIFICATE-----\n" + "A" * 64 + "\n"
+    (d / "ca-300k.pem").write_text(pem * (300 * 1024 // 65) + "-----END CERTIFICATE-----\n")
     (d / "link-loop").symlink_to(d / "link-loop")
     for name, data in {**TASK_FILES, **KUBECONFIGS}.items():
         (d / name).write_bytes(data)
@@ -583,6 +586,15 @@ CASES: list[Case] = [
     c("http", URL, "--data-file", "fifo", needle="--data-file"),
     c("http", URL, "--data-file", "/dev/zero", needle="--data-file"),
     c("http", URL, "--data-file", "big.bin", needle="--data-file"),
+    c(
+        "http",
+        "https://h/",
+        "--data-file",
+        "body-700k.bin",
+        "--cacert",
+        "ca-300k.pem",
+        needle="--data-file",
+    ),
     c("http", "https://h/", "--cacert", "adir", needle="--cacert"),
     c("http", "https://h/", "--cacert", "fifo", needle="--cacert"),
     c("http", "https://h/", "--cacert", "/dev/zero", needle="--cacert"),
