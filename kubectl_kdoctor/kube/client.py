@@ -97,7 +97,8 @@ def _kubeconfig_files(access: Access) -> tuple[str, list[str]]:
     if env:
         files = []
         for p in env.split(os.pathsep):
-            if p and os.path.lexists(p):
+            # missing (or dangling) entries are skipped, as kubectl does
+            if p and os.path.exists(p):
                 files.append(regular_file(p, "KUBECONFIG"))
         return env, files
     default = Path.home() / ".kube" / "config"
