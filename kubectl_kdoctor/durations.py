@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -14,7 +15,8 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration limit, about 292 years
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")  # ASCII digits only
 
 
 def parse_duration(text: str) -> float:
@@ -23,24 +25,30 @@ def parse_duration(text: str) -> float:
     Like Go's ``time.ParseDuration``: a sequence of decimal numbers, each with a unit;
     ``0`` alone is allowed; negative durations are refused here (nothing takes them).
     """
-    s = text.strip()
+    s = text  # as Go: no surrounding spaces
     if not s:
         raise ValueError("empty duration")
     if s == "0":
         return 0.0
     if s[0] in "+-":
         if s[0] == "-":
-            raise ValueError(f"negative duration {text!r}")
+            raise ValueError(f"negative duration {_short(text)}")
         s = s[1:]
     pos = 0
     total = 0.0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
-            raise ValueError(f"invalid duration {text!r} (expected e.g. 500ms, 10s, 1m30s)")
+            raise ValueError(f"invalid duration {_short(text)} (expected e.g. 500ms, 10s, 1m30s)")
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
+        if not math.isfinite(total) or total > MAX_SECONDS:
+            raise ValueError(f"duration {_short(text)} out of range (at most about 292 years)")
     return total
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
 
 
 def format_duration(seconds: float) -> str:

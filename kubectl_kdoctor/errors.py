@@ -23,6 +23,7 @@ EXIT_EXPECTATION = 1
 EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (``| head``)
 
 
 class KdoctorError(Exception):

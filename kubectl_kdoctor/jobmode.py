@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import queue
 import secrets
 import time
@@ -40,13 +39,13 @@ from kubectl_kdoctor.runconfig import (
     NodeInfo,
     decode_report,
     to_json,
+    ttl_seconds,
 )
 from kubectl_kdoctor.sampling import choose_peers, peer_plan
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
-from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task
+from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task, guard_load
 from kubectl_kdoctor.ui import UI
 
-TTL_ENV = "KUBECTL_KDOCTOR_TTL_SECONDS"  # ttlSecondsAfterFinished of the run's Job (default 120)
 MAX_CONFIG_BYTES = 1_000_000  # a ConfigMap or Secret holds at most 1 MiB (with its metadata)
 
 
@@ -70,28 +69,12 @@ STUCK_REASONS = {
 }
 
 
-MAX_TOTAL_QPS = 20_000  # requests/s over every agent and target; above needs --force
-
-
 def targets_per_agent(paths: tuple[str, ...], families: tuple[str, ...], peers: int) -> int:
     """Targets one netreach agent drives: per peer (itself included) and family, one per
     per-node path; plus one LoadBalancer and one Ingress target per family."""
     per_peer = sum(1 for p in paths if p in ("pod", "clusterip", "nodeport", "multus"))
     shared = sum(1 for p in paths if p in ("loadbalancer", "ingress"))
     return len(families) * (per_peer * peers + shared)
-
-
-def guard_load(qps: int, agents: int, per_agent: int, duration: float, force: bool) -> int:
-    """The total request rate of a run; InputError above MAX_TOTAL_QPS without --force, so a
-    typo cannot flood a production cluster."""
-    total = qps * agents * per_agent
-    if total > MAX_TOTAL_QPS and not force:
-        raise InputError(
-            f"total load {qps} qps x {agents} agents x {per_agent} targets = {total:,} requests/s "
-            f"is above {MAX_TOTAL_QPS:,}/s; lower --qps, sample with --peers, or add --force",
-            "--qps",
-        )
-    return total
 
 
 @dataclasses.dataclass
@@ -254,7 +237,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         active_deadline=deadline,
         networks=task.netreach.networks if task.netreach else None,
         api_endpoints=api_endpoints(kube),
-        ttl=int(os.environ.get(TTL_ENV, m.TTL_AFTER_FINISHED)),
+        ttl=ttl_seconds(m.TTL_AFTER_FINISHED),
         start_window=start_window(inv.control.start_timeout),
     )
     m.with_run_id(job, run_id)

@@ -13,7 +13,7 @@ from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec
 from kubectl_kdoctor.report.model import NodeResult, RunResult, TargetResult
 from kubectl_kdoctor.report.verdict import judge
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
-from kubectl_kdoctor.task import DNS, Task
+from kubectl_kdoctor.task import DNS, Task, guard_load
 
 Progress = Callable[[str], None]
 
@@ -26,9 +26,14 @@ def target_name(task: Task) -> str:
     return "HttpAppHealthy target"
 
 
-def run_local(task: Task, name: str, progress: Progress | None = None) -> RunResult:
+def run_local(
+    task: Task, name: str, progress: Progress | None = None, force: bool = False
+) -> RunResult:
+    """Run ``task`` here. The load guard of job mode applies (one agent, one target): above
+    MAX_TOTAL_QPS requests/s needs ``force``, so a typo cannot spin this machine."""
     spec: HttpSpec | DnsSpec | None = task.http if task.http else task.dns
     assert spec is not None
+    guard_load(task.load.qps, 1, 1, task.load.duration, force)
     node = socket.gethostname() or "local"
     run = RunResult(
         kind=task.kind,

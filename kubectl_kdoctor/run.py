@@ -31,7 +31,7 @@ def execute(inv: Invocation, ui: UI) -> int:
         warn_file_notes(inv, ui)
         from kubectl_kdoctor.local import run_local
 
-        result = run_local(inv.task, name, ui.progress)
+        result = run_local(inv.task, name, ui.progress, force=inv.control.force)
         for chunk in render_chunks(result, inv.control.output):
             ui.out(chunk)
         return exit_code(result)

@@ -8,11 +8,30 @@ import base64
 import dataclasses
 import gzip
 import json
+import os
 from typing import Any
 
 from kubectl_kdoctor.engine import spec as espec
 from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.errors import InputError
 from kubectl_kdoctor.task import Expect, NetReachTargets, Task
+
+TTL_ENV = "KUBECTL_KDOCTOR_TTL_SECONDS"  # ttlSecondsAfterFinished of the run's Job
+TTL_DEFAULT = 120
+TTL_MAX = 7 * 24 * 3600
+
+
+def ttl_seconds(default: int = TTL_DEFAULT) -> int:
+    """``$KUBECTL_KDOCTOR_TTL_SECONDS`` (unset or empty: ``default``): an integer from 0 to a
+    week; anything else is an InputError naming the variable."""
+    text = os.environ.get(TTL_ENV, "").strip()
+    if not text:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 7 or int(text) > TTL_MAX:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+        raise InputError(f"must be a number of seconds from 0 to {TTL_MAX} (got {shown})", TTL_ENV)
+    return int(text)
+
 
 SECRET_HEADER_PREFIX = "header."
 SECRET_CA, SECRET_CERT, SECRET_KEY = "ca.crt", "tls.crt", "tls.key"

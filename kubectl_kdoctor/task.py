@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.errors import InputError
 
 NETREACH = "NetReach"
 HTTP = "AppHttpHealthy"
@@ -26,6 +27,32 @@ MODES = ("auto", "crd", "job")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 DEFAULT_CLUSTER_DOMAIN = "kubernetes.default.svc.cluster.local"
+
+# Upper bounds of the load flags (and of the same fields in -f task files): far above any
+# sensible run, low enough that no number overflows or plans an endless run.
+MAX_QPS = 1_000_000  # per agent and target: far above what one agent can send
+MAX_ROUNDS = 10_000
+MAX_DURATION = 24 * 3600.0  # one round's --duration, and --interval (use --rounds for longer)
+MAX_TIMEOUT = 3600.0  # --timeout, --start-timeout, --request-timeout
+
+MAX_TOTAL_QPS = 20_000  # requests/s over every agent and target; above needs --force
+
+
+def guard_load(qps: int, agents: int, per_agent: int, duration: float, force: bool) -> int:
+    """The total request rate of a run; InputError above MAX_TOTAL_QPS without --force, so a
+    typo cannot flood a production cluster (job mode) or spin this machine (``--local``)."""
+    total = qps * agents * per_agent
+    if total > MAX_TOTAL_QPS and not force:
+        if agents == 1 and per_agent == 1:
+            what, fix = f"{qps:,} requests/s", "lower --qps or add --force"
+        else:
+            what = (
+                f"total load {qps} qps x {agents} agents x {per_agent} targets = "
+                f"{total:,} requests/s"
+            )
+            fix = "lower --qps, sample with --peers, or add --force"
+        raise InputError(f"{what} is above {MAX_TOTAL_QPS:,}/s; {fix}", "--qps")
+    return total
 
 
 @dataclasses.dataclass(frozen=True)

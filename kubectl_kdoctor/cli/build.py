@@ -5,7 +5,7 @@ anything touches a cluster; each failure is an ``InputError`` naming the flag.""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import os
 from typing import Any
 
 from kubectl_kdoctor import validate as v
@@ -16,6 +16,10 @@ from kubectl_kdoctor.task import (
     DNS,
     HTTP,
     IP_FAMILIES,
+    MAX_DURATION,
+    MAX_QPS,
+    MAX_ROUNDS,
+    MAX_TIMEOUT,
     MODES,
     NETREACH,
     NETREACH_PATHS,
@@ -55,13 +59,33 @@ CLUSTER_ONLY = {
 }
 
 
+MAX_HEADERS = 100
+MAX_BODY_CLUSTER = 768 * 1024  # --data-file: the run's Secret holds it (1 MiB per object)
+MAX_BODY_LOCAL = 64 * 1024 * 1024
+MAX_SECRET_PAYLOAD = 900 * 1024  # body + CA + client certificate and key, in one Secret
+
+
 def access(p: dict[str, Any]) -> Access:
     timeout = None
-    if p.get("request_timeout") not in (None, ""):
-        timeout = v.duration(p["request_timeout"], "--request-timeout", allow_zero=True) or None
+    if p.get("request_timeout") is not None:
+        timeout = (
+            v.duration(
+                p["request_timeout"], "--request-timeout", allow_zero=True, maximum=MAX_TIMEOUT
+            )
+            or None
+        )
     kubeconfig = p.get("kubeconfig")
     if kubeconfig is not None:
-        v.readable_file(kubeconfig, "--kubeconfig")
+        v.regular_file(kubeconfig, "--kubeconfig")
+    if p.get("namespace") is not None:
+        v.namespace(p["namespace"], "--namespace")
+    for key, flag in (("context", "--context"), ("cluster", "--cluster"), ("user", "--user")):
+        if p.get(key) is not None:
+            v.plain_text(p[key], flag)
+    if p.get("as_user") is not None:
+        v.plain_text(p["as_user"], "--as", header_safe=True)
+    for g in p.get("as_groups") or ():
+        v.plain_text(g, "--as-group", header_safe=True)
     groups = tuple(p.get("as_groups") or ())
     if groups and not p.get("as_user"):
         raise InputError("needs --as (a user to impersonate)", "--as-group")
@@ -90,16 +114,21 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     notes: tuple[str, ...] = ()
     document: dict[str, Any] | None = None
     file_placement: Placement | None = None
+    file_name: str | None = None
     if p.get("file"):
         from kubectl_kdoctor.manifest import load_task_file
 
         loaded = load_task_file(p["file"], kind)
         base, file_placement, notes = loaded.task, loaded.placement, loaded.ignored
-        document = loaded.document
-        if p.get("name") is None and loaded.name:
-            p = {**p, "name": loaded.name}
-
+        document, file_name = loaded.document, loaded.name
     local = bool(p.get("local"))
+    # The file's metadata.name names the run in a cluster (unless --name is given); with
+    # --local nothing is named, so a real kdoctor manifest runs as it is.
+    if file_name is not None and not local and p.get("name") is None:
+        v.run_name(file_name, f"--filename: {p['file']}: metadata.name (or give --name)")
+    else:
+        file_name = None
+
     if local:
         for key, flag in CLUSTER_ONLY.items():
             if _given(p, key):
@@ -107,21 +136,36 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
 
     # --- load and verdict -------------------------------------------------------------
     bl = base.load if base else Load(qps=10, duration=10.0, timeout=1.0)
-    qps = v.positive_int(p["qps"], "--qps") if p.get("qps") is not None else bl.qps
-    duration = v.duration(p["duration"], "--duration") if p.get("duration") else bl.duration
-    timeout = v.duration(p["timeout"], "--timeout") if p.get("timeout") else bl.timeout
+    qps = v.positive_int(p["qps"], "--qps", maximum=MAX_QPS) if p.get("qps") is not None else bl.qps
+    duration = (
+        v.duration(p["duration"], "--duration", maximum=MAX_DURATION)
+        if p.get("duration") is not None
+        else bl.duration
+    )
+    timeout = (
+        v.duration(p["timeout"], "--timeout", maximum=MAX_TIMEOUT)
+        if p.get("timeout") is not None
+        else bl.timeout
+    )
     load = Load(qps=qps, duration=duration, timeout=timeout)
+    if load.planned < 1:
+        flag = "--duration" if p.get("duration") is not None else "--qps"
+        raise InputError(
+            f"{p.get('duration') or f'{duration:g}s'} at --qps {qps} sends no request; "
+            "give a longer --duration or a higher --qps",
+            flag,
+        )
     rounds = (
-        v.positive_int(p["rounds"], "--rounds")
+        v.positive_int(p["rounds"], "--rounds", maximum=MAX_ROUNDS)
         if p.get("rounds") is not None
         else (base.rounds if base else 1)
     )
     interval = (
-        v.duration(p["interval"], "--interval", allow_zero=True)
-        if p.get("interval")
+        v.duration(p["interval"], "--interval", allow_zero=True, maximum=MAX_DURATION)
+        if p.get("interval") is not None
         else (base.interval if base else 0.0)
     )
-    if p.get("interval") and rounds == 1:
+    if p.get("interval") is not None and rounds == 1:
         raise InputError("needs --rounds greater than 1", "--interval")
     if interval and interval < duration:
         raise InputError(
@@ -134,15 +178,19 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
         if p.get("expect_success_rate") is not None
         else be.success_rate,
         mean_delay=v.duration(p["expect_mean_delay"], "--expect-mean-delay")
-        if p.get("expect_mean_delay")
+        if p.get("expect_mean_delay") is not None
         else be.mean_delay,
-        p99=v.duration(p["expect_p99"], "--expect-p99") if p.get("expect_p99") else be.p99,
+        p99=v.duration(p["expect_p99"], "--expect-p99")
+        if p.get("expect_p99") is not None
+        else be.p99,
     )
 
     # --- the kind's target -------------------------------------------------------------
     task: Task
     if kind == HTTP:
-        task = Task(HTTP, load, expect, rounds, interval, http=_http(p, base), secret_headers=())
+        task = Task(
+            HTTP, load, expect, rounds, interval, http=_http(p, base, local), secret_headers=()
+        )
         assert task.http is not None
         secret = tuple(n for n, _ in task.http.headers if n.lower() in v.SECRET_HEADERS)
         task = dataclasses.replace(task, secret_headers=secret)
@@ -154,13 +202,15 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     # --- placement and run control ------------------------------------------------------
     fp = file_placement or Placement()
     placement = Placement(
-        nodes=tuple(v.node_name(n) for n in p.get("nodes") or ()) or fp.nodes,
+        nodes=tuple(dict.fromkeys(v.node_name(n) for n in p.get("nodes") or ())) or fp.nodes,
         node_selector=v.selector(p["node_selector"])
         if p.get("node_selector") is not None
         else fp.node_selector,
         tolerations=tuple(v.toleration(t) for t in p.get("tolerations") or ()) or fp.tolerations,
         host_network=bool(p.get("host_network")) or fp.host_network,
     )
+    if file_name is not None:
+        p = {**p, "name": file_name}
     control = run_control(p, local)
     if control.dry_run and control.no_wait:
         raise InputError(
@@ -191,16 +241,21 @@ def run_control(p: dict[str, Any], local: bool) -> RunControl:
         hint = " (server-side dry run is not supported)" if dry == "server" else ""
         raise InputError(f"must be 'client' or 'none' (got {dry!r}){hint}", "--dry-run")
     image = p.get("image")
-    if image is not None and (
-        not image or any(c.isspace() for c in image) or image != image.strip()
-    ):
-        raise InputError(f"must be an image reference (got {image!r})", "--image")
+    if image is not None:
+        _image(image, "--image")
+    if not local:
+        from kubectl_kdoctor.images import IMAGE_ENV
+        from kubectl_kdoctor.runconfig import ttl_seconds
+
+        if os.environ.get(IMAGE_ENV):
+            _image(os.environ[IMAGE_ENV], IMAGE_ENV)
+        ttl_seconds()  # KUBECTL_KDOCTOR_TTL_SECONDS, checked before anything is created
     return RunControl(
         name=v.run_name(p["name"]) if p.get("name") is not None else None,
         image=image,
         image_pull_policy=policy,
-        start_timeout=v.duration(p["start_timeout"], "--start-timeout")
-        if p.get("start_timeout")
+        start_timeout=v.duration(p["start_timeout"], "--start-timeout", maximum=MAX_TIMEOUT)
+        if p.get("start_timeout") is not None
         else 120.0,
         keep=bool(p.get("keep")),
         no_wait=bool(p.get("no_wait")),
@@ -212,9 +267,19 @@ def run_control(p: dict[str, Any], local: bool) -> RunControl:
     )
 
 
-def _http(p: dict[str, Any], base: Task | None) -> HttpSpec:
+def _image(image: str, flag: str) -> None:
+    """An image reference: no whitespace or control characters, at most 4096 characters."""
+    if (
+        not image
+        or len(image) > 4096
+        or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in image)
+    ):
+        raise InputError(f"must be an image reference (got {v.short_repr(image)})", flag)
+
+
+def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
     b = base.http if base and base.http else None
-    if p.get("url"):
+    if p.get("url") is not None:
         url = v.url(p["url"])
     elif b:
         url = b.url
@@ -228,14 +293,18 @@ def _http(p: dict[str, Any], base: Task | None) -> HttpSpec:
             f"must be one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS (got {p.get('method')!r})",
             "--method",
         )
+    if len(p.get("headers") or ()) > MAX_HEADERS:
+        raise InputError(f"give at most {MAX_HEADERS} headers", "--header")
     headers = tuple(v.header(h) for h in p.get("headers") or ()) or (b.headers if b else ())
     if p.get("data") is not None and p.get("data_file"):
         raise InputError("give either --data or --data-file, not both", "--data")
     body = b.body if b else b""
     if p.get("data") is not None:
-        body = p["data"].encode()
+        body = p["data"].encode("utf-8", "surrogateescape")  # the bytes given, even non-UTF-8
     elif p.get("data_file"):
-        body = Path(v.readable_file(p["data_file"], "--data-file")).read_bytes()
+        limit = MAX_BODY_LOCAL if local else MAX_BODY_CLUSTER
+        what = "request body" if local else "request body (it travels in the run's Secret)"
+        body = v.read_file(p["data_file"], "--data-file", limit, what)
     if body and method in ("GET", "HEAD") and not p.get("method"):
         method = "POST"
     cacert = (
@@ -272,6 +341,15 @@ def _http(p: dict[str, Any], base: Task | None) -> HttpSpec:
     expect_status = (
         v.status(p["expect_status"]) if p.get("expect_status") else (b.expect_status if b else None)
     )
+    if not local:
+        carried = len(body) + sum(os.path.getsize(f) for f in (cacert, cert, key) if f)
+        if carried > MAX_SECRET_PAYLOAD:
+            flag = "--data-file" if body else "--cacert"
+            raise InputError(
+                f"the request body and TLS files add up to {carried // 1024} KiB; the run's "
+                f"Secret carries at most {MAX_SECRET_PAYLOAD // 1024} KiB",
+                flag,
+            )
     spec = HttpSpec(
         url=url,
         method=method,
@@ -292,7 +370,7 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
     if protocol not in ("udp", "tcp", "tls"):
         raise InputError(f"must be udp, tcp or tls (got {p.get('protocol')!r})", "--protocol")
     default_port = 853 if protocol == "tls" else 53
-    if p.get("domain"):
+    if p.get("domain") is not None:
         domain = v.domain(p["domain"])
     elif b:
         domain = b.domain
@@ -303,7 +381,7 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
     else:
         domain = DEFAULT_CLUSTER_DOMAIN + "."
     server, port = "", default_port
-    if p.get("server"):
+    if p.get("server") is not None:
         server, port = v.server(p["server"], default_port)
     elif b and b.server:
         server, port = b.server, (b.port if not p.get("protocol") else default_port)
@@ -350,7 +428,11 @@ def _netreach(p: dict[str, Any], base: Task | None) -> NetReachTargets:
         raise InputError("needs 'ingress' in --targets", "--ingress-class")
     if ingress_class is not None:
         v.node_name(ingress_class, "--ingress-class")
-    peers = v.positive_int(p["peers"], "--peers") if p.get("peers") is not None else b.peers
+    peers = (
+        v.positive_int(p["peers"], "--peers", maximum=100_000)
+        if p.get("peers") is not None
+        else b.peers
+    )
     networks = b.networks
     if p.get("multus_networks") is not None:
         networks = v.multus_networks(p["multus_networks"])

@@ -73,10 +73,14 @@ def _contexts(ctx: click.Context, param: click.Parameter, incomplete: str) -> li
     paths = given or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     names: list[str] = []
     for path in paths.split(os.pathsep):
+        if not os.path.isfile(path):  # a FIFO would block completion forever
+            continue
         try:
             with open(path, encoding="utf-8") as f:
                 doc = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError):
+        except (OSError, ValueError, RecursionError, yaml.YAMLError):  # also: not UTF-8
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("contexts") or [], list):
             continue
         for c in doc.get("contexts") or []:
             if isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"] not in names:

@@ -172,14 +172,17 @@ def version(client: bool, output: str | None, **params: Any) -> int:
 
 
 def _split_kind(text: str) -> tuple[str | None, str]:
+    """``NAME`` or ``KIND/NAME``; NAME is a Kubernetes object name (checked here, exit 2)."""
+    from kubectl_kdoctor.validate import object_name
+
     if "/" in text:
         kind, _, name = text.partition("/")
         if kind.lower() not in KIND_ALIASES or not name:
             raise InputError(f"expected NAME or KIND/NAME (got {text!r})", "NAME")
-        return KIND_ALIASES[kind.lower()], name
+        return KIND_ALIASES[kind.lower()], object_name(name, "NAME")
     if not text:
         raise InputError("must not be empty", "NAME")
-    return None, text
+    return None, object_name(text, "NAME")
 
 
 def _age(seconds: float) -> str:

@@ -53,6 +53,15 @@ access_options = _stack(
         multiple=True,
         help="Impersonate this group (repeatable).",
     ),
+    # Read by the error boundary in cli.main (from argv, so it also works when parsing
+    # fails); declared here so every command accepts it and --help shows it.
+    click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        help="On an unexpected error, print its traceback.",
+    ),
 )
 
 load_options = _stack(

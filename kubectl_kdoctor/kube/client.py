@@ -81,6 +81,83 @@ class Kube:
         return client.DiscoveryV1Api(self.api)
 
 
+MAX_KUBECONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _kubeconfig_files(access: Access) -> tuple[str, list[str]]:
+    """The kubeconfig files to merge, as kubectl picks them: ``--kubeconfig`` (one file, which
+    must exist), else every existing file of ``$KUBECONFIG`` (missing ones are skipped, as
+    kubectl does), else ``~/.kube/config``. A path that is there but is not a regular file
+    (a directory, a FIFO, a device) is refused in one line naming where it came from."""
+    from kubectl_kdoctor.validate import regular_file
+
+    if access.kubeconfig is not None:
+        return access.kubeconfig, [regular_file(access.kubeconfig, "--kubeconfig")]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        files = []
+        for p in env.split(os.pathsep):
+            # missing (or dangling) entries are skipped, as kubectl does
+            if p and os.path.exists(p):
+                files.append(regular_file(p, "KUBECONFIG"))
+        return env, files
+    default = Path.home() / ".kube" / "config"
+    if not default.exists():
+        return str(default), []
+    if not default.is_file():
+        raise ClusterError(f"cannot load the kubeconfig: {default} is not a regular file")
+    return str(default), [str(default)]
+
+
+def _check_kubeconfig(path: str) -> bool:
+    """Read one kubeconfig file the way the client will and refuse, in one line, what would
+    crash it: not UTF-8, not YAML, not a mapping, lists of the wrong shape. False: empty."""
+    import yaml
+
+    def bad(why: str) -> ClusterError:
+        return ClusterError(f"cannot load the kubeconfig {path}: {why}")
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_KUBECONFIG_BYTES + 1)
+    except OSError as exc:
+        raise bad(exc.strerror or str(exc)) from None
+    if len(data) > MAX_KUBECONFIG_BYTES:
+        raise bad(f"larger than {MAX_KUBECONFIG_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise bad(f"not valid YAML{where}") from None
+    except RecursionError:
+        raise bad("nested too deeply") from None
+    if doc is None:
+        return False
+    if not isinstance(doc, dict):
+        raise bad(f"must be a mapping (kind: Config), got a {type(doc).__name__}")
+    current = doc.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise bad("current-context must be a string")
+    for section, inner in (("clusters", "cluster"), ("contexts", "context"), ("users", "user")):
+        items = doc.get(section)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise bad(f"{section} must be a list")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise bad(f"{section}[{i}] must be a mapping with a name")
+            body = item.get(inner)
+            if body is not None and not isinstance(body, dict):
+                raise bad(f"{section}[{i}].{inner} must be a mapping")
+    return True
+
+
 def connect(access: Access) -> Kube:
     """A ``Kube`` for these access flags; ClusterError when no configuration can be loaded."""
     from kubernetes import client, config
@@ -88,14 +165,10 @@ def connect(access: Access) -> Kube:
 
     namespace = access.namespace
     cfg = client.Configuration()
-    paths = (
-        access.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    )
-    files = [p for p in paths.split(os.pathsep) if p]
-    if access.kubeconfig and not Path(access.kubeconfig).is_file():
-        raise InputError(f"no such file: {access.kubeconfig}", "--kubeconfig")
+    paths, files = _kubeconfig_files(access)
+    files = [f for f in files if _check_kubeconfig(f)]
     try:
-        if any(Path(p).is_file() for p in files):
+        if files:
             merger = config.kube_config.KubeConfigMerger(os.pathsep.join(files))
             cfg_dict = merger.config
             contexts = {c["name"]: c for c in (cfg_dict.value.get("contexts") or [])}
@@ -108,6 +181,15 @@ def connect(access: Access) -> Kube:
                 raise ClusterError("the kubeconfig has no current context; give --context")
             node = contexts[ctx_name]["context"]
             ctx = node.value if hasattr(node, "value") else node  # the raw dict, mutable
+            if ctx is None:
+                raise ClusterError(f"cannot load the kubeconfig: context {ctx_name!r} is empty")
+            for flag, wanted, section in (
+                ("--cluster", access.cluster, "clusters"),
+                ("--user", access.user, "users"),
+            ):
+                known = {c["name"] for c in (cfg_dict.value.get(section) or [])}
+                if wanted and wanted not in known:
+                    raise InputError(f"{wanted!r} not found in the kubeconfig's {section}", flag)
             if access.cluster:
                 ctx["cluster"] = access.cluster
             if access.user:
@@ -131,6 +213,14 @@ def connect(access: Access) -> Kube:
             )
     except ConfigException as exc:
         raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+        # what the client library trips on in a kubeconfig of the right shape but wrong
+        # content (base64 that is not, a field of the wrong type, an unreadable cert file)
+        raise ClusterError(
+            f"cannot load the kubeconfig: {type(exc).__name__}: {exc} (run with -v for details)"
+        ) from exc
+    if not isinstance(namespace, str) or not namespace:
+        raise ClusterError("cannot load the kubeconfig: the context's namespace is not a string")
     api = client.ApiClient(cfg)
     if access.as_groups and not access.as_user:
         raise InputError("needs --as (a user to impersonate)", "--as-group")
