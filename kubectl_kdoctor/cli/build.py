@@ -5,11 +5,12 @@ anything touches a cluster; each failure is an ``InputError`` naming the flag.""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 from kubectl_kdoctor import validate as v
-from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, split_userinfo
 from kubectl_kdoctor.errors import InputError
 from kubectl_kdoctor.task import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -142,10 +143,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     # --- the kind's target -------------------------------------------------------------
     task: Task
     if kind == HTTP:
-        task = Task(HTTP, load, expect, rounds, interval, http=_http(p, base), secret_headers=())
-        assert task.http is not None
-        secret = tuple(n for n, _ in task.http.headers if n.lower() in v.SECRET_HEADERS)
-        task = dataclasses.replace(task, secret_headers=secret)
+        task = Task(HTTP, load, expect, rounds, interval, http=_http(p, base))
     elif kind == DNS:
         task = Task(DNS, load, expect, rounds, interval, dns=_dns(p, base, local))
     else:
@@ -214,10 +212,13 @@ def run_control(p: dict[str, Any], local: bool) -> RunControl:
 
 def _http(p: dict[str, Any], base: Task | None) -> HttpSpec:
     b = base.http if base and base.http else None
+    basic: str | None = None  # a URL's user:password, as an Authorization: Basic value
     if p.get("url"):
-        url = v.url(p["url"])
+        # userinfo comes off first, so no error message can repeat the password
+        raw, basic = split_userinfo(p["url"])
+        url = v.url(raw)
     elif b:
-        url = b.url
+        url, basic = split_userinfo(b.url)
     else:
         raise InputError(
             "missing: give the URL to load, e.g. https://my-app.my-ns:8443/healthz", "URL"
@@ -229,6 +230,12 @@ def _http(p: dict[str, Any], base: Task | None) -> HttpSpec:
             "--method",
         )
     headers = tuple(v.header(h) for h in p.get("headers") or ()) or (b.headers if b else ())
+    if basic is not None:
+        if any(k.lower() == "authorization" for k, _ in headers):
+            raise InputError(
+                "has user:password and an Authorization header is given too: give one", "URL"
+            )
+        headers = (*headers, ("Authorization", basic))
     if p.get("data") is not None and p.get("data_file"):
         raise InputError("give either --data or --data-file, not both", "--data")
     body = b.body if b else b""
@@ -323,9 +330,43 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         if p.get("expect_rcode")
         else (b.expect_rcode if b else "NOERROR")
     )
+    cacert = v.pem_file(p["cacert"], "--cacert", "certificate") if p.get("cacert") else None
+    tls_name = _tls_server_name(p["tls_server_name"]) if p.get("tls_server_name") else None
+    insecure = bool(p.get("insecure"))
+    for flag, given in (("--cacert", cacert), ("--tls-server-name", tls_name), ("-k", insecure)):
+        if given and protocol != "tls":
+            raise InputError(
+                "needs --protocol tls (it is about the DNS server's certificate)", flag
+            )
+    if insecure and cacert:
+        raise InputError(
+            "contradicts --cacert: verification is either off or against that CA", "--insecure"
+        )
     return DnsSpec(
-        server=server, domain=domain, port=port, protocol=protocol, qtype=qtype, expect_rcode=rcode
+        server=server,
+        domain=domain,
+        port=port,
+        protocol=protocol,
+        qtype=qtype,
+        expect_rcode=rcode,
+        insecure=insecure or (b.insecure if b and not cacert else False),
+        cacert=cacert or (b.cacert if b else None),
+        tls_name=tls_name or (b.tls_name if b else None),
     )
+
+
+def _tls_server_name(text: str) -> str:
+    """``--tls-server-name``: a host name or an IP address the certificate must carry."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        return v.node_name(text.rstrip(".").lower(), "--tls-server-name")
+    except InputError:
+        raise InputError(
+            f"must be a host name or IP address (got {text!r})", "--tls-server-name"
+        ) from None
 
 
 def _netreach(p: dict[str, Any], base: Task | None) -> NetReachTargets:
