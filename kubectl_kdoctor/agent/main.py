@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import resource
+import secrets
 import sys
 import tempfile
 import time
@@ -182,7 +183,10 @@ async def run_agent(run: str) -> int:
         fatal(f"cannot start: {exc}")
         await server.close()
         return 1
-    server.token = cfg.token  # "" (no token: http and dns runs) answers every request
+    # netreach: the run's token, which its probers send. http and dns agents are probed by
+    # no one: a token nobody knows, so (with --host-network, on a node address) they answer
+    # nothing but the kubelet's /readyz.
+    server.token = cfg.token or ("" if cfg.task.kind == NETREACH else secrets.token_urlsafe(24))
     ready["v"] = True
     task = cfg.task
     log(f"serving on :{m.HTTP_PORT} and :{m.HTTPS_PORT} as {pod} on {node}")
