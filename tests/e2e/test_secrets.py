@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -209,7 +211,19 @@ def test_secrets_reach_the_target_and_nothing_else(local_cluster: LocalCluster, 
     )
     assert dry.returncode == 0, dry.stderr
     assert "kind: Secret" in dry.stdout and "<redacted>" in dry.stdout
+    # Positive control: the search reads gzipped binaryData (as the agents' reports are).
+    canary = f"canary-{mark}"
+    local_cluster.kube().create(
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "control"},
+            "binaryData": {"x": base64.b64encode(gzip.compress(canary.encode())).decode()},
+        },
+    )
     text = _namespace_text(local_cluster, ns)
+    assert canary in text
     outputs = "\n".join(p.stdout + p.stderr for p in (proc, rep, wide, dry))
     events = local_cluster.audit_events(since=since - 1)
     assert any((ev.get("objectRef") or {}).get("namespace") == ns for ev in events)
@@ -291,4 +305,103 @@ def test_netreach_responders_answer_only_their_run(local_cluster: LocalCluster, 
     assert doc and doc["status"]["status"] == "Finished", doc
     assert rep.returncode == 0, rep.stdout[-3000:]
     kdoctor(local_cluster, "delete", run, "-n", ns)
+    assert wait_clean(local_cluster, ns) == []
+
+
+UNBOUND_CONF = """
+server:
+  verbosity: 0
+  num-threads: 1
+  interface: 0.0.0.0@8853
+  tls-port: 8853
+  tls-service-key: "/cfg/tls.key"
+  tls-service-pem: "/cfg/tls.crt"
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "/tmp"
+  pidfile: "/tmp/unbound.pid"
+  use-syslog: no
+  access-control: 0.0.0.0/0 allow
+  module-config: "iterator"
+  local-zone: "kdoctor.test." static
+  local-data: "a.kdoctor.test. 300 IN A 10.0.0.1"
+remote-control:
+  control-enable: no
+"""
+
+
+def test_dot_in_job_mode_verifies_with_the_ca_from_the_secret(
+    local_cluster: LocalCluster, ns: str, tmp_path: Path
+) -> None:
+    """A DoT server in the cluster with a self-signed CN=evil.invalid certificate: agents
+    refuse it by default (the reason in the report), accept it with its CA (carried to the
+    agents in the run's Secret) and the matching --tls-server-name, or with -k."""
+    key, crt = tmp_path / "evil.key", tmp_path / "evil.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)),
+            *("-out", str(crt), "-days", "2", "-subj", "/CN=evil.invalid"),
+            *("-addext", "subjectAltName=DNS:evil.invalid"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    kube = local_cluster.kube()
+    kube.create(
+        f"/api/v1/namespaces/{ns}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "dot"},
+            "stringData": {
+                "tls.key": key.read_text(),
+                "tls.crt": crt.read_text(),
+                "unbound.conf": UNBOUND_CONF,
+            },
+        },
+    )
+    kube.create(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "dot"},
+            "spec": {
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 1000,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "unbound",
+                        "image": local_cluster.images["shell"],
+                        "command": ["/usr/sbin/unbound", "-d", "-c", "/cfg/unbound.conf"],
+                        "readinessProbe": {"tcpSocket": {"port": 8853}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}],
+                        "securityContext": RESTRICTED,
+                    }
+                ],
+                "volumes": [{"name": "cfg", "secret": {"secretName": "dot"}}],
+            },
+        },
+    )
+    ip = local_cluster.wait_pod(ns, "dot")["status"]["podIP"]
+    base = [
+        *("dns", "a.kdoctor.test", "--server", f"{ip}:8853", "--protocol", "tls", "-n", ns),
+        *("--mode", "job", "--qps", "5", "--duration", "1s", "-o", "wide"),
+    ]
+    refused = kdoctor(local_cluster, *base)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert "self-signed certificate" in refused.stdout, refused.stdout
+    verified = kdoctor(
+        local_cluster, *base, "--cacert", str(crt), "--tls-server-name", "evil.invalid"
+    )
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+    wrong = kdoctor(local_cluster, *base, "--cacert", str(crt), "--tls-server-name", "good.test")
+    assert wrong.returncode == 1 and "Hostname mismatch" in wrong.stdout, wrong.stdout
+    insecure = kdoctor(local_cluster, *base, "-k")
+    assert insecure.returncode == 0, insecure.stdout[-2000:] + insecure.stderr[-2000:]
     assert wait_clean(local_cluster, ns) == []

@@ -280,13 +280,15 @@ def test_agent_role_reads_only_its_own_run() -> None:
     }
 
 
-def test_responder_token_is_generated_per_run_and_only_in_the_secret() -> None:
+def test_the_responder_token_never_reaches_the_config_map() -> None:
     from kubectl_kdoctor.runconfig import SECRET_TOKEN
 
-    inv = build(NETREACH, {})
-    text = to_json(_config(inv.task))
-    assert "token" not in json.loads(text) or not json.loads(text)["token"]
-    assert SECRET_TOKEN not in secret_data(inv.task)  # added by the plan, fresh per run
+    task = build(NETREACH, {}).task
+    cfg = dataclasses.replace(_config(task), token="tok-only-in-the-secret")
+    text = to_json(cfg)
+    assert "tok-only-in-the-secret" not in text
+    assert from_json(text).token == ""  # the agent reads it from the Secret
+    assert SECRET_TOKEN not in secret_data(task)  # the plan adds a fresh one per run
 
 
 @pytest.fixture
