@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-from kubectl_kdoctor.engine.spec import PUBLIC_HEADERS
 from kubectl_kdoctor.errors import ClusterError, InputError, Interrupted
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.report.model import RunResult
@@ -59,16 +58,18 @@ def refuse_inexpressible(inv: Invocation, given: set[str]) -> None:
         if flag in given:
             raise InputError(f"not supported with --mode crd: {why}", flag)
     if t.kind == HTTP and t.secret_headers:
-        # The task CR is cluster-scoped and readable by whoever may list tasks; kdoctor takes
+        # The task CR is cluster-scoped and readable by whoever may read tasks; kdoctor takes
         # header values only in it. Sending "<redacted>" would test something else.
         header = t.secret_headers[0]
         flag = (
             "--header" if "--header" in given else "--filename" if "--filename" in given else "URL"
         )
+        what = "user:password" if flag == "URL" else f"{header} header's value"
         raise InputError(
-            f"not supported with --mode crd: the {header} header's value would be stored in the "
-            f"cluster-scoped {t.kind} task, readable by anyone who may read tasks (only "
-            f"{', '.join(sorted(PUBLIC_HEADERS))} may); use --mode job, which carries it in a Secret",
+            f"not supported with --mode crd: the {what} would be stored in the cluster-scoped "
+            f"{t.kind} task, readable by anyone who may read tasks (only Accept, Content-Type, "
+            "User-Agent and a few other harmless headers may); use --mode job, which carries "
+            "it in a Secret",
             flag,
         )
     if t.kind == DNS and t.dns is not None and t.dns.protocol == "tls" and not t.dns.insecure:

@@ -330,8 +330,12 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         if p.get("expect_rcode")
         else (b.expect_rcode if b else "NOERROR")
     )
-    cacert = v.pem_file(p["cacert"], "--cacert", "certificate") if p.get("cacert") else None
-    tls_name = _tls_server_name(p["tls_server_name"]) if p.get("tls_server_name") else None
+    cacert = (
+        v.pem_file(p["cacert"], "--cacert", "certificate") if p.get("cacert") is not None else None
+    )
+    tls_name = (
+        _tls_server_name(p["tls_server_name"]) if p.get("tls_server_name") is not None else None
+    )
     insecure = bool(p.get("insecure"))
     for flag, given in (("--cacert", cacert), ("--tls-server-name", tls_name), ("-k", insecure)):
         if given and protocol != "tls":
