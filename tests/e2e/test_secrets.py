@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -238,11 +239,35 @@ def test_secrets_reach_the_target_and_nothing_else(local_cluster: LocalCluster, 
     assert wait_clean(local_cluster, ns) == []
 
 
-def test_netreach_responders_answer_only_their_run(local_cluster: LocalCluster, ns: str) -> None:
+@pytest.fixture
+def privileged_ns(local_cluster: LocalCluster) -> Iterator[str]:
+    """A namespace whose PodSecurity level allows host networking."""
+    name = f"kdh-{uuid.uuid4().hex[:6]}"
+    local_cluster.kube().create(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+            },
+        },
+    )
+    yield name
+    local_cluster.kube().delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.mark.parametrize("host_network", [False, True], ids=["pod-network", "host-network"])
+def test_netreach_responders_answer_only_their_run(
+    local_cluster: LocalCluster, request: pytest.FixtureRequest, host_network: bool
+) -> None:
+    ns = request.getfixturevalue("privileged_ns" if host_network else "ns")
     run = f"tok-{uuid.uuid4().hex[:6]}"
     proc = kdoctor(
         local_cluster,
         "netreach",
+        *(["--host-network"] if host_network else []),
         "-n",
         ns,
         "--mode",
@@ -285,6 +310,8 @@ def test_netreach_responders_answer_only_their_run(local_cluster: LocalCluster, 
     assert token not in json.dumps(cm)
     for pod in ready:
         ip = pod["status"]["podIP"]
+        if host_network:  # the responder listens on the node's own address
+            assert ip == pod["status"]["hostIP"], pod["status"]
         status, body = _get(f"http://{ip}:8080/")
         assert status == 403 and pod["metadata"]["name"].encode() not in body, (status, body)
         status, _ = _get(f"http://{ip}:8080/", {"X-Kdoctor-Token": token + "x"})
