@@ -37,6 +37,7 @@ from kubectl_kdoctor.report.kdoctor import node_from_dict
 from kubectl_kdoctor.report.model import NodeResult, RunResult
 from kubectl_kdoctor.runconfig import (
     SECRET_TOKEN,
+    SERVICE_PATHS,
     AgentConfig,
     NodeInfo,
     decode_report,
@@ -119,9 +120,7 @@ class Plan:
                 secret=bool(self.secret_data),
                 ingress="ingress" in (self.task.netreach.paths if self.task.netreach else ()),
                 services=bool(
-                    self.task.netreach
-                    and set(self.task.netreach.paths)
-                    & {"clusterip", "nodeport", "ingress", "loadbalancer"}
+                    self.task.netreach and set(self.task.netreach.paths) & set(SERVICE_PATHS)
                 ),
             ),
             m.role_binding(run, kind, ns, own),

@@ -32,6 +32,8 @@ class NodeInfo:
 
 
 SHARED_PATHS = ("loadbalancer", "ingress")  # netreach paths whose backends every agent probes
+# netreach paths for which agents list the run's Services (and so may: the agents' Role)
+SERVICE_PATHS = ("clusterip", "nodeport", "loadbalancer", "ingress")
 
 
 @dataclasses.dataclass(frozen=True)

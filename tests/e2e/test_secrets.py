@@ -275,7 +275,7 @@ def test_netreach_responders_answer_only_their_run(
         "--name",
         run,
         "--targets",
-        "pod,clusterip,nodeport",
+        "pod" if host_network else "pod,clusterip,nodeport",  # pod alone: no Services listed
         "--qps",
         "5",
         "--duration",
