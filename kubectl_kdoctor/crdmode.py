@@ -52,10 +52,34 @@ def refuse_inexpressible(inv: Invocation, given: set[str]) -> None:
         ("--cert", "kdoctor takes TLS material only from a Secret (use -f with tlsSecretName)"),
         ("--key", "kdoctor takes TLS material only from a Secret (use -f with tlsSecretName)"),
         ("--start-timeout", "the kdoctor controller starts its agents"),
+        ("--tls-server-name", "kdoctor never verifies a DNS server's certificate"),
     ]
+    if t.kind == DNS:
+        checks.append(("--cacert", "kdoctor never verifies a DNS server's certificate"))
     for flag, why in checks:
         if flag in given:
             raise InputError(f"not supported with --mode crd: {why}", flag)
+    if t.kind == HTTP and t.secret_headers:
+        # The task CR is cluster-scoped and readable by whoever may read tasks; kdoctor takes
+        # header values only in it. Sending "<redacted>" would test something else.
+        header = t.secret_headers[0]
+        flag = (
+            "--header" if "--header" in given else "--filename" if "--filename" in given else "URL"
+        )
+        what = "user:password" if flag == "URL" else f"{header} header's value"
+        raise InputError(
+            f"not supported with --mode crd: the {what} would be stored in the cluster-scoped "
+            f"{t.kind} task, readable by anyone who may read tasks (only Accept, Content-Type, "
+            "User-Agent and a few other harmless headers may); use --mode job, which carries "
+            "it in a Secret",
+            flag,
+        )
+    if t.kind == DNS and t.dns is not None and t.dns.protocol == "tls" and not t.dns.insecure:
+        raise InputError(
+            "kdoctor never verifies a DNS server's certificate: with --mode crd add -k/--insecure "
+            "to accept that, or use --mode job (it verifies)",
+            "--protocol",
+        )
     if t.kind == DNS and t.dns is not None:
         if "--qtype" in given and t.dns.qtype not in ("A", "AAAA"):
             raise InputError(

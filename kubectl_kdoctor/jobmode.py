@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from kubectl_kdoctor.engine.spec import REDACTED
 from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
 from kubectl_kdoctor.images import default_image
 from kubectl_kdoctor.kube import manifests as m
@@ -31,19 +32,18 @@ from kubectl_kdoctor.kube.watch import Watcher
 from kubectl_kdoctor.report.kdoctor import node_from_dict
 from kubectl_kdoctor.report.model import NodeResult, RunResult
 from kubectl_kdoctor.runconfig import (
-    SECRET_CA,
-    SECRET_CERT,
-    SECRET_HEADER_PREFIX,
-    SECRET_KEY,
+    SECRET_TOKEN,
+    SERVICE_PATHS,
     AgentConfig,
     NodeInfo,
     decode_report,
     to_json,
     ttl_seconds,
 )
+from kubectl_kdoctor.runconfig import secret_data as runconfig_secret_data
 from kubectl_kdoctor.sampling import choose_peers, peer_plan
 from kubectl_kdoctor.spec_kdoctor import kdoctor_spec
-from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Invocation, Task, guard_load
+from kubectl_kdoctor.task import DNS, NETREACH, Invocation, Task, guard_load
 from kubectl_kdoctor.ui import UI
 
 MAX_CONFIG_BYTES = 1_000_000  # a ConfigMap or Secret holds at most 1 MiB (with its metadata)
@@ -89,7 +89,7 @@ class Plan:
     families: tuple[str, ...]
     image: str
     config: AgentConfig
-    secret_data: dict[str, str]
+    secret_data: dict[str, bytes]
     job: dict[str, Any]
     per_agent: int = 1
     run_id: str = ""
@@ -111,6 +111,9 @@ class Plan:
                 own,
                 secret=bool(self.secret_data),
                 ingress="ingress" in (self.task.netreach.paths if self.task.netreach else ()),
+                services=bool(
+                    self.task.netreach and set(self.task.netreach.paths) & set(SERVICE_PATHS)
+                ),
             ),
             m.role_binding(run, kind, ns, own),
             m.config_map(run, kind, ns, own, to_json(cfg)),
@@ -181,17 +184,17 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         if not task.dns.server:
             server = cluster_dns(kube)
             task = dataclasses.replace(task, dns=dataclasses.replace(task.dns, server=server))
-    secret_data: dict[str, str] = {}
-    if task.kind == HTTP:
-        assert task.http is not None
-        for header, val in task.http.headers:
-            if header in task.secret_headers:
-                secret_data[f"{SECRET_HEADER_PREFIX}{header.lower()}"] = val
-        for field, key in (("cacert", SECRET_CA), ("cert", SECRET_CERT), ("key", SECRET_KEY)):
-            path = getattr(task.http, field)
-            if path:
-                with open(path) as fh:
-                    secret_data[key] = fh.read()
+    try:
+        secret_data = runconfig_secret_data(task)
+    except OSError as exc:  # a file given was removed or made unreadable since it was checked
+        spec = task.http or task.dns
+        flag = next(
+            (f"--{f}" for f in ("cacert", "cert", "key") if getattr(spec, f, None) == exc.filename),
+            "--cacert",
+        )
+        raise InputError(f"cannot read {exc.filename}: {exc.strerror}", flag) from None
+    if task.kind == NETREACH:  # the responders answer only probes of this run
+        secret_data[SECRET_TOKEN] = secrets.token_urlsafe(24).encode()
     plan_of_peers: dict[str, list[str]] = {}
     per_agent = 1
     if task.kind == NETREACH:
@@ -218,7 +221,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         peer_plan=plan_of_peers,
         run_id=run_id,
     )
-    config_size = len(to_json(config).encode()) + sum(len(v.encode()) for v in secret_data.values())
+    config_size = len(to_json(config).encode()) + sum(len(v) for v in secret_data.values())
     if config_size > MAX_CONFIG_BYTES:
         raise InputError(
             f"the run's configuration is {config_size:,} bytes, above the {MAX_CONFIG_BYTES:,} a "
@@ -261,7 +264,7 @@ def dry_run_yaml(p: Plan) -> str:
     objs = [p.job, *p.owned("<uid of Job " + p.name + ">")]
     for o in objs:
         if o["kind"] == "Secret":
-            o["stringData"] = dict.fromkeys(o["stringData"], "<redacted>")
+            o["data"] = dict.fromkeys(o["data"], REDACTED)
     return yaml.safe_dump_all(objs, sort_keys=False)
 
 

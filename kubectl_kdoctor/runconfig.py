@@ -1,6 +1,8 @@
-"""The contract between the CLI and its agents: the run configuration the CLI hands to its agents (ConfigMap ``<run>``, key
-``task.json``), and back. Secret parts (header values, TLS material) travel in the Secret
-``<run>`` and are merged in by the agent; they never appear here."""
+"""The contract between the CLI and its agents: the run configuration the CLI hands to its
+agents (ConfigMap ``<run>``, key ``task.json``), and back. Secret parts travel in the Secret
+``<run>`` and are merged in by the agent; they never appear here: every header value but a
+few harmless ones (``engine.spec.PUBLIC_HEADERS``), the request body, TLS files and the
+token of the run's responders (``secret_data``)."""
 
 from __future__ import annotations
 
@@ -33,8 +35,11 @@ def ttl_seconds(default: int = TTL_DEFAULT) -> int:
     return int(text)
 
 
-SECRET_HEADER_PREFIX = "header."
+SECRET_HEADER_PREFIX = "header."  # + the header's position in the list: header.0, header.1
+SECRET_BODY = "body"
+SECRET_TOKEN = "token"  # netreach: what probers send in TOKEN_HEADER and responders check
 SECRET_CA, SECRET_CERT, SECRET_KEY = "ca.crt", "tls.crt", "tls.key"
+TOKEN_HEADER = "X-Kdoctor-Token"
 REPORT_KEY = "report.json.gz"
 
 
@@ -46,6 +51,8 @@ class NodeInfo:
 
 
 SHARED_PATHS = ("loadbalancer", "ingress")  # netreach paths whose backends every agent probes
+# netreach paths for which agents list the run's Services (and so may: the agents' Role)
+SERVICE_PATHS = ("clusterip", "nodeport", "loadbalancer", "ingress")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,7 @@ class AgentConfig:
     peers_wait: float = 120.0  # seconds to wait for every peer to be ready
     finish_wait: float = 60.0  # seconds to keep serving for peers after our own report
     secret: bool = False  # the Secret <run> exists
+    token: str = ""  # the responders' token: read from the Secret, never in the ConfigMap
     peer_plan: dict[str, list[str]] = dataclasses.field(
         default_factory=dict
     )  # node -> peers (sampling)
@@ -111,24 +119,25 @@ class Endpoints:
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
+    """The task as the ConfigMap carries it: secret values blanked (see ``secret_data``)."""
     out: dict[str, Any] = {
         "kind": task.kind,
         "load": dataclasses.asdict(task.load),
         "expect": dataclasses.asdict(task.expect),
         "rounds": task.rounds,
         "interval": task.interval,
-        "secretHeaders": list(task.secret_headers),
     }
     if task.http:
-        h = espec.to_dict(task.http)
-        h["headers"] = [
-            [k, "" if k in task.secret_headers else val] for k, val in task.http.headers
-        ]
+        plain = espec.without_userinfo(task.http)  # as secret_data numbers the headers
+        h = espec.to_dict(plain)
+        h["headers"] = [[k, "" if espec.secret_header(k) else val] for k, val in plain.headers]
+        h["body"] = ""  # in the Secret
         for f in ("cacert", "cert", "key"):
             h[f] = None  # files travel in the Secret
         out["http"] = h
     if task.dns:
         out["dns"] = espec.to_dict(task.dns)
+        out["dns"]["cacert"] = None  # in the Secret
     if task.netreach:
         out["netreach"] = {
             "paths": list(task.netreach.paths),
@@ -136,6 +145,28 @@ def task_to_dict(task: Task) -> dict[str, Any]:
             "ingressClass": task.netreach.ingress_class,
             "peers": task.netreach.peers,
         }
+    return out
+
+
+def secret_data(task: Task) -> dict[str, bytes]:
+    """What goes in the run's Secret: every secret header value (by position), the body and
+    the TLS files (read here; OSError when one cannot be read)."""
+    out: dict[str, bytes] = {}
+    files: tuple[tuple[str | None, str], ...] = ()
+    if task.http:
+        h = espec.without_userinfo(task.http)
+        for i, (k, val) in enumerate(h.headers):
+            if espec.secret_header(k):
+                out[f"{SECRET_HEADER_PREFIX}{i}"] = val.encode()
+        if h.body:
+            out[SECRET_BODY] = h.body
+        files = ((h.cacert, SECRET_CA), (h.cert, SECRET_CERT), (h.key, SECRET_KEY))
+    if task.dns:
+        files = ((task.dns.cacert, SECRET_CA),)
+    for path, key in files:
+        if path:
+            with open(path, "rb") as fh:
+                out[key] = fh.read()
     return out
 
 
@@ -157,7 +188,6 @@ def task_from_dict(d: dict[str, Any]) -> Task:
         )
         if nr
         else None,
-        secret_headers=tuple(d.get("secretHeaders") or ()),
     )
 
 

@@ -1,11 +1,13 @@
 """A ``Task`` as the spec of the matching kdoctor task kind (NetReach, AppHttpHealthy,
-Netdns): used for the report's ``task.spec`` and, in crd mode, for the CR itself."""
+Netdns): used for the report's ``task.spec`` and, in crd mode, for the CR itself. Secret
+header values are shown as ``<redacted>`` (crd mode refuses them: ``crdmode``)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from kubectl_kdoctor.engine.spec import REDACTED, secret_header, without_userinfo
 from kubectl_kdoctor.task import DNS, HTTP, NETREACH, Task
 
 
@@ -48,7 +50,7 @@ def kdoctor_spec(task: Task) -> dict[str, Any]:
         }
     elif task.kind == HTTP:
         assert task.http is not None
-        h = task.http
+        h = without_userinfo(task.http)
         target: dict[str, Any] = {
             "host": h.url,
             "method": h.method,
@@ -57,7 +59,7 @@ def kdoctor_spec(task: Task) -> dict[str, Any]:
         }
         if h.headers:
             target["header"] = [
-                f"{k}: {'<redacted>' if k in task.secret_headers else val}" for k, val in h.headers
+                f"{k}: {REDACTED if secret_header(k) else val}" for k, val in h.headers
             ]
         spec["target"] = target
         if (

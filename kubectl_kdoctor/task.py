@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, secret_header_names
 from kubectl_kdoctor.errors import InputError
 
 NETREACH = "NetReach"
@@ -140,11 +140,15 @@ class Task:
     http: HttpSpec | None = None
     dns: DnsSpec | None = None  # server "" = the cluster DNS Service
     netreach: NetReachTargets | None = None
-    secret_headers: tuple[str, ...] = ()  # header names whose values are secret
 
     @property
     def command(self) -> str:
         return COMMAND_OF_KIND[self.kind]
+
+    @property
+    def secret_headers(self) -> tuple[str, ...]:
+        """Names of the headers whose values are secret: all but a few harmless ones."""
+        return secret_header_names(self.http.headers) if self.http else ()
 
 
 @dataclasses.dataclass(frozen=True)

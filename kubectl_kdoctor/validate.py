@@ -24,7 +24,6 @@ _QUALIFIED = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token")
 
 MAX_URL = 8192  # what common servers accept in a request line
 MAX_HEADER = 8192  # one header line

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import resource
+import secrets
 import sys
 import tempfile
 import time
@@ -36,10 +37,12 @@ from kubectl_kdoctor.report.kdoctor import node_to_dict
 from kubectl_kdoctor.report.model import NodeResult, TargetResult
 from kubectl_kdoctor.report.verdict import judge
 from kubectl_kdoctor.runconfig import (
+    SECRET_BODY,
     SECRET_CA,
     SECRET_CERT,
     SECRET_HEADER_PREFIX,
     SECRET_KEY,
+    SECRET_TOKEN,
     AgentConfig,
     encode_report,
     from_json,
@@ -87,28 +90,43 @@ def load_config(kube: Kube, run: str) -> AgentConfig:
         return cfg
     with api_errors(f"read Secret {run}"):
         sec = kube.core.read_namespaced_secret(run, kube.namespace, **kube.kw())
-    data = {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
-    return dataclasses.replace(cfg, task=merge_secret(cfg.task, data))
+    data = {k: base64.b64decode(v) for k, v in (sec.data or {}).items()}
+    return dataclasses.replace(
+        cfg,
+        task=merge_secret(cfg.task, data),
+        token=data.get(SECRET_TOKEN, b"").decode("ascii", "replace"),
+    )
 
 
-def merge_secret(task: Task, data: dict[str, str]) -> Task:
-    """Put the Secret's header values and TLS files back into the task."""
+def merge_secret(task: Task, data: dict[str, bytes]) -> Task:
+    """Put the Secret's header values, body and TLS files back into the task (files are
+    written, mode 0600, under a fresh temporary directory)."""
+    files: dict[str, str] = {}
+    tmp: Path | None = None
+    for key, field in ((SECRET_CA, "cacert"), (SECRET_CERT, "cert"), (SECRET_KEY, "key")):
+        if key in data:
+            tmp = tmp or Path(tempfile.mkdtemp(prefix="kdoctor-"))
+            path = tmp / key
+            path.write_bytes(data[key])
+            path.chmod(0o600)
+            files[field] = str(path)
+    if task.dns is not None and "cacert" in files:
+        return dataclasses.replace(task, dns=dataclasses.replace(task.dns, cacert=files["cacert"]))
     if task.http is None:
         return task
     headers = tuple(
-        (k, data.get(f"{SECRET_HEADER_PREFIX}{k.lower()}", val)) for k, val in task.http.headers
+        (
+            k,
+            data[f"{SECRET_HEADER_PREFIX}{i}"].decode()
+            if f"{SECRET_HEADER_PREFIX}{i}" in data
+            else val,
+        )
+        for i, (k, val) in enumerate(task.http.headers)
     )
-    files: dict[str, str] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="kdoctor-"))
-    for key, field in ((SECRET_CA, "cacert"), (SECRET_CERT, "cert"), (SECRET_KEY, "key")):
-        if key in data:
-            path = tmp / key
-            path.write_text(data[key])
-            path.chmod(0o600)
-            files[field] = str(path)
     http = dataclasses.replace(
         task.http,
         headers=headers,
+        body=data.get(SECRET_BODY, task.http.body),
         cacert=files.get("cacert", task.http.cacert),
         cert=files.get("cert", task.http.cert),
         key=files.get("key", task.http.key),
@@ -142,8 +160,9 @@ async def run_agent(run: str) -> int:
     pod = os.environ.get("POD_NAME", "")
     namespace = os.environ.get("POD_NAMESPACE") or None
     pod_ip = os.environ.get("POD_IP", "")
-    # Serve first: peers probe this agent even if it cannot reach the API itself.
-    ready = {"v": True}
+    # Serve first (the kubelet's readiness probe); Ready once the run's token is known, so
+    # no peer probes it before it can tell the run's probes from anyone else's.
+    ready = {"v": False}
     server = AgentServer(node, pod, lambda: ready["v"])
     tls = None
     try:
@@ -164,6 +183,11 @@ async def run_agent(run: str) -> int:
         fatal(f"cannot start: {exc}")
         await server.close()
         return 1
+    # netreach: the run's token, which its probers send. http and dns agents are probed by
+    # no one: a token nobody knows, so (with --host-network, on a node address) they answer
+    # nothing but the kubelet's /readyz.
+    server.token = cfg.token or ("" if cfg.task.kind == NETREACH else secrets.token_urlsafe(24))
+    ready["v"] = True
     task = cfg.task
     log(f"serving on :{m.HTTP_PORT} and :{m.HTTPS_PORT} as {pod} on {node}")
 
@@ -188,7 +212,9 @@ async def run_agent(run: str) -> int:
             if p.path in WARM_PATHS and isinstance(p.target.spec, HttpSpec)
         ]
         if warm:
-            ready_after = await wait_until_answering(warm, time.monotonic() + WARM_UP_LIMIT)
+            ready_after = await wait_until_answering(
+                warm, time.monotonic() + WARM_UP_LIMIT, token=cfg.token
+            )
             slow = max(ready_after.values(), default=0.0)
             log(
                 f"{len(ready_after)}/{len(set(warm))} service paths answered (slowest after {slow:.1f}s)"
@@ -290,6 +316,7 @@ async def _plan(kube: Kube, cfg: AgentConfig, node: str) -> tuple[list[PlannedTa
         families=cfg.families,
         load=task.load,
         plan=cfg.peer_plan.get(node) if cfg.peer_plan else None,
+        token=cfg.token,
     )
     if "multus" in task.netreach.paths and not any(p.path == "multus" for p in planned):
         gap = "no agent has a secondary (multus) interface: give --multus-networks NET"

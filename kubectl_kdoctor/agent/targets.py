@@ -8,7 +8,8 @@ sampled plan) and every family:
   ``externalTrafficPolicy: Local`` makes node B's own agent answer;
 - ``multus``: every secondary-interface address of B (from its network-status annotation);
 - ``loadbalancer`` and ``ingress``: one target each per family (no single node answers).
-Names follow kdoctor's (``AgentPodV4IP_<pod>_<ip>``, ...), so reports read alike.
+Names follow kdoctor's (``AgentPodV4IP_<pod>_<ip>``, ...), so reports read alike. Every
+probe carries the run's token (``X-Kdoctor-Token``): the responders answer no one else.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dataclasses
 from kubectl_kdoctor.engine.runner import Target
 from kubectl_kdoctor.engine.spec import HttpSpec, Load
 from kubectl_kdoctor.kube.manifests import HTTP_PORT
-from kubectl_kdoctor.runconfig import Endpoints, Peer
+from kubectl_kdoctor.runconfig import TOKEN_HEADER, Endpoints, Peer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +51,16 @@ def netreach_targets(
     families: tuple[str, ...],
     load: Load,
     plan: list[str] | None = None,
+    token: str = "",
 ) -> list[PlannedTarget]:
     chosen = [p for p in peers if plan is None or p.node in plan or p.node == me]
     out: list[PlannedTarget] = []
+    headers = ((TOKEN_HEADER, token),) if token else ()
 
     def add(
         name: str, url: str, path: str, family: str, node: str | None, host: str | None = None
     ) -> None:
-        spec = HttpSpec(url=url, method="GET", host_header=host)
+        spec = HttpSpec(url=url, method="GET", headers=headers, host_header=host)
         out.append(PlannedTarget(Target(name, spec, load), path, family, node))
 
     for fam in families:

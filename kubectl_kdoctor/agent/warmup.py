@@ -21,6 +21,8 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
+from kubectl_kdoctor.runconfig import TOKEN_HEADER
+
 WARM_PATHS = ("clusterip", "nodeport", "loadbalancer", "ingress")
 RETRY_EVERY = 0.2  # seconds between tries
 STABLE_FOR = 0.5  # seconds a path must answer well in a row to count as ready
@@ -36,7 +38,7 @@ def _settled(status_line: bytes) -> bool:
     return code != 404 and code < 500
 
 
-async def _answers(url: str, timeout: float) -> bool:
+async def _answers(url: str, timeout: float, token: str = "") -> bool:
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 80
     try:
@@ -44,8 +46,10 @@ async def _answers(url: str, timeout: float) -> bool:
     except (OSError, asyncio.TimeoutError):
         return False
     try:
+        auth = f"{TOKEN_HEADER}: {token}\r\n" if token else ""
         writer.write(
-            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}"
+            "Connection: close\r\n\r\n".encode()
         )
         line = await asyncio.wait_for(reader.readline(), timeout)
         return _settled(line)
@@ -56,7 +60,11 @@ async def _answers(url: str, timeout: float) -> bool:
 
 
 async def wait_until_answering(
-    urls: list[str], deadline: float, timeout: float = 0.5, stable_for: float = STABLE_FOR
+    urls: list[str],
+    deadline: float,
+    timeout: float = 0.5,
+    stable_for: float = STABLE_FOR,
+    token: str = "",
 ) -> dict[str, float]:
     """url -> seconds until it began answering well for good (``stable_for`` seconds in a
     row); absent: it did not before the deadline."""
@@ -67,7 +75,7 @@ async def wait_until_answering(
         since: float | None = None  # start of the current run of good answers
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if await _answers(url, timeout):
+            if await _answers(url, timeout, token):
                 since = now if since is None else since
                 if now - since >= stable_for:
                     ready[url] = since - start

@@ -5,11 +5,12 @@ anything touches a cluster; each failure is an ``InputError`` naming the flag.""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from typing import Any
 
 from kubectl_kdoctor import validate as v
-from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, split_userinfo
 from kubectl_kdoctor.errors import InputError
 from kubectl_kdoctor.task import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -188,12 +189,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
     # --- the kind's target -------------------------------------------------------------
     task: Task
     if kind == HTTP:
-        task = Task(
-            HTTP, load, expect, rounds, interval, http=_http(p, base, local), secret_headers=()
-        )
-        assert task.http is not None
-        secret = tuple(n for n, _ in task.http.headers if n.lower() in v.SECRET_HEADERS)
-        task = dataclasses.replace(task, secret_headers=secret)
+        task = Task(HTTP, load, expect, rounds, interval, http=_http(p, base, local))
     elif kind == DNS:
         task = Task(DNS, load, expect, rounds, interval, dns=_dns(p, base, local))
     else:
@@ -279,10 +275,13 @@ def _image(image: str, flag: str) -> None:
 
 def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
     b = base.http if base and base.http else None
+    basic: str | None = None  # a URL's user:password, as an Authorization: Basic value
     if p.get("url") is not None:
-        url = v.url(p["url"])
+        # userinfo comes off first, so no error message can repeat the password
+        raw, basic = split_userinfo(p["url"])
+        url = v.url(raw)
     elif b:
-        url = b.url
+        url, basic = split_userinfo(b.url)
     else:
         raise InputError(
             "missing: give the URL to load, e.g. https://my-app.my-ns:8443/healthz", "URL"
@@ -296,6 +295,12 @@ def _http(p: dict[str, Any], base: Task | None, local: bool) -> HttpSpec:
     if len(p.get("headers") or ()) > MAX_HEADERS:
         raise InputError(f"give at most {MAX_HEADERS} headers", "--header")
     headers = tuple(v.header(h) for h in p.get("headers") or ()) or (b.headers if b else ())
+    if basic is not None:
+        if any(k.lower() == "authorization" for k, _ in headers):
+            raise InputError(
+                "has user:password and an Authorization header is given too: give one", "URL"
+            )
+        headers = (*headers, ("Authorization", basic))
     if p.get("data") is not None and p.get("data_file"):
         raise InputError("give either --data or --data-file, not both", "--data")
     body = b.body if b else b""
@@ -401,9 +406,47 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         if p.get("expect_rcode")
         else (b.expect_rcode if b else "NOERROR")
     )
-    return DnsSpec(
-        server=server, domain=domain, port=port, protocol=protocol, qtype=qtype, expect_rcode=rcode
+    cacert = (
+        v.pem_file(p["cacert"], "--cacert", "certificate") if p.get("cacert") is not None else None
     )
+    tls_name = (
+        _tls_server_name(p["tls_server_name"]) if p.get("tls_server_name") is not None else None
+    )
+    insecure = bool(p.get("insecure"))
+    for flag, given in (("--cacert", cacert), ("--tls-server-name", tls_name), ("-k", insecure)):
+        if given and protocol != "tls":
+            raise InputError(
+                "needs --protocol tls (it is about the DNS server's certificate)", flag
+            )
+    if insecure and cacert:
+        raise InputError(
+            "contradicts --cacert: verification is either off or against that CA", "--insecure"
+        )
+    return DnsSpec(
+        server=server,
+        domain=domain,
+        port=port,
+        protocol=protocol,
+        qtype=qtype,
+        expect_rcode=rcode,
+        insecure=insecure or (b.insecure if b and not cacert else False),
+        cacert=cacert or (b.cacert if b else None),
+        tls_name=tls_name or (b.tls_name if b else None),
+    )
+
+
+def _tls_server_name(text: str) -> str:
+    """``--tls-server-name``: a host name or an IP address the certificate must carry."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        return v.node_name(text.rstrip(".").lower(), "--tls-server-name")
+    except InputError:
+        raise InputError(
+            f"must be a host name or IP address (got {text!r})", "--tls-server-name"
+        ) from None
 
 
 def _netreach(p: dict[str, Any], base: Task | None) -> NetReachTargets:

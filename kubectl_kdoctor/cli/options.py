@@ -107,7 +107,8 @@ placement_options = _stack(
         "--host-network",
         is_flag=True,
         default=None,
-        help="Run agents in the host network namespace.",
+        help="Run agents in the host network namespace (their responder on node addresses "
+        "answers only the run's own probes).",
     ),
 )
 

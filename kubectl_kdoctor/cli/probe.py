@@ -123,6 +123,21 @@ def http(**params: Any) -> int:
     "--qtype", metavar="TYPE", help="A, AAAA, CNAME, SRV, TXT, MX, NS, PTR or SOA. [default: A]"
 )
 @click.option("--expect-rcode", metavar="NAME", help="Expected response code. [default: NOERROR]")
+@click.option(
+    "--cacert", metavar="FILE", help="DNS over TLS: CA certificate(s) to verify the server with."
+)
+@click.option(
+    "--tls-server-name",
+    metavar="NAME",
+    help="DNS over TLS: name the server certificate must be valid for. [default: the server]",
+)
+@click.option(
+    "-k",
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="DNS over TLS: do not verify the server certificate.",
+)
 @local_option
 @load_options
 @placement_options
@@ -137,5 +152,6 @@ def dns(**params: Any) -> int:
     Examples:
       kubectl kdoctor dns --local example.org --server 127.0.0.1 --qps 1000
       kubectl kdoctor dns kubernetes.default.svc.cluster.local --protocol tcp
+      kubectl kdoctor dns example.org --server 10.0.0.53 --protocol tls --cacert ca.pem
     """
     return _execute(DNS, params)

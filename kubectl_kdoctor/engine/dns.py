@@ -11,8 +11,9 @@ parses a reply fully only for the first answer (kept as a sample) or to describe
   includes the retry. ICMP port unreachable ends a query as ``connection refused``.
 - ``tcp`` / ``tls``: one (or a few) persistent connections; queries are pipelined,
   length-prefixed, written once per pacer burst and matched by id. A closed connection is
-  reopened and its unanswered queries re-sent once. DoT verifies the server certificate only
-  when a CA is given (or ``insecure`` is false), like kdoctor.
+  reopened and its unanswered queries re-sent once. DoT verifies the server certificate
+  (against ``cacert`` or the system trust store, for ``tls_name`` or the server) unless
+  ``insecure``: unlike kdoctor, which never verifies it.
 
 A reply succeeds when its rcode is ``expect_rcode`` (default NOERROR); any other rcode is an
 answer in time with ``unexpected rcode``. Codes are counted by name. This is the only module
@@ -155,7 +156,7 @@ class DnsExecutor:
         if self.protocol == "tls":
             try:
                 self.ssl = client_context(
-                    verify=bool(spec.cacert) or not spec.insecure,
+                    verify=not spec.insecure,
                     cacert=spec.cacert,
                     alpn=("dot",),
                 )

@@ -24,7 +24,7 @@ from kubectl_kdoctor import __version__
 from kubectl_kdoctor.engine.httpconn import Connection, Request
 from kubectl_kdoctor.engine.neterrors import classify, describe
 from kubectl_kdoctor.engine.pacing import Executor
-from kubectl_kdoctor.engine.spec import HttpSpec, Load
+from kubectl_kdoctor.engine.spec import HttpSpec, Load, without_userinfo
 from kubectl_kdoctor.engine.stats import (
     BAD_STATUS,
     RESOLVE,
@@ -330,7 +330,9 @@ class HttpExecutor:
 
 
 def make_http_executor(spec: HttpSpec, stats: TargetStats, load: Load) -> Executor:
-    """The executor for ``spec``: HTTP/2 through httpx when asked, else HTTP/1.1."""
+    """The executor for ``spec``: HTTP/2 through httpx when asked, else HTTP/1.1. A URL's
+    ``user:password@`` is sent as ``Authorization: Basic`` (as curl does)."""
+    spec = without_userinfo(spec)
     if spec.http2:
         from kubectl_kdoctor.engine.http2 import Http2Executor
 

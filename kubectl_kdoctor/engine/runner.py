@@ -20,7 +20,7 @@ import anyio
 from kubectl_kdoctor.engine.dns import DnsExecutor
 from kubectl_kdoctor.engine.http import make_http_executor
 from kubectl_kdoctor.engine.pacing import Executor, drive
-from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load
+from kubectl_kdoctor.engine.spec import DnsSpec, HttpSpec, Load, split_userinfo
 from kubectl_kdoctor.engine.stats import TargetStats
 
 Progress = Callable[[str, TargetStats], None]
@@ -50,7 +50,7 @@ def new_stats(target: Target) -> TargetStats:
     return TargetStats(
         name=target.name,
         kind="http",
-        url=spec.url,
+        url=split_userinfo(spec.url)[0],  # never the password
         method=spec.method.upper(),
         qps=target.load.qps,
     )

@@ -7,9 +7,11 @@ separately and never serialised into a report.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 T = TypeVar("T")
 
@@ -29,6 +31,58 @@ DNS_RCODES = (
     "NOTZONE",
 )
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+# Header names whose values are known to be harmless. Every other header's value is secret:
+# it travels in the run's Secret and is shown as REDACTED (an allow-list, so a credential
+# under a name nobody listed, such as X-Vault-Token or Private-Token, is never printed).
+PUBLIC_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "content-type",
+        "host",
+        "pragma",
+        "user-agent",
+    }
+)
+REDACTED = "<redacted>"
+
+
+def secret_header(name: str) -> bool:
+    """Whether a header's value is secret (every name but the harmless few)."""
+    return name.strip().lower() not in PUBLIC_HEADERS
+
+
+def secret_header_names(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(k for k, _ in headers if secret_header(k))
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and the ``Authorization`` value it means
+    (``Basic base64(user:password)``, percent-decoded as curl does; None without userinfo).
+    The rest of the URL is kept as written."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, None
+    end = len(rest)
+    for ch in "/?#":
+        i = rest.find(ch)
+        if i >= 0:
+            end = min(end, i)
+    netloc = rest[:end]
+    if "@" not in netloc:
+        return url, None
+    userinfo, _, hostport = netloc.rpartition("@")
+    stripped = f"{scheme}://{hostport}{rest[end:]}"
+    if not userinfo:
+        return stripped, None
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return stripped, "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +160,27 @@ class DnsSpec:
     protocol: str = "udp"  # udp | tcp | tls
     qtype: str = "A"
     expect_rcode: str = "NOERROR"
-    insecure: bool = True  # DoT: verify the server certificate only when a CA is given
-    cacert: str | None = None
-    tls_name: str | None = None
+    insecure: bool = False  # DoT: True skips verifying the server certificate (-k)
+    cacert: str | None = None  # DoT: PEM file of the CA to verify the server against
+    tls_name: str | None = None  # DoT: name to verify the certificate for (default: server)
     sockets: int = 0  # UDP sockets (source ports) or TCP/TLS connections; 0 = 8 UDP / 1 stream
 
     @property
     def server_address(self) -> str:
         host = f"[{self.server}]" if ":" in self.server else self.server
         return f"{host}:{self.port}"
+
+
+def without_userinfo(spec: HttpSpec) -> HttpSpec:
+    """``spec`` with a URL's ``user:password@`` moved into an ``Authorization: Basic`` header
+    (unless one is given), so the credentials are sent and the URL carries them no more."""
+    url, auth = split_userinfo(spec.url)
+    if url == spec.url:
+        return spec
+    headers = spec.headers
+    if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):
+        headers = (*headers, ("Authorization", auth))
+    return dataclasses.replace(spec, url=url, headers=headers)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

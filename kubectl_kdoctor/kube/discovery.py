@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.errors import api_errors
 from kubectl_kdoctor.kube.manifests import INDEX, NODE, ROLE, RUN
-from kubectl_kdoctor.runconfig import AgentConfig, Endpoints, Peer
+from kubectl_kdoctor.runconfig import SERVICE_PATHS, AgentConfig, Endpoints, Peer
 
 T = TypeVar("T")
 
@@ -146,15 +146,18 @@ def wait_for_peers(kube: Kube, cfg: AgentConfig, wanted: set[str], deadline: flo
 
 
 def endpoints(kube: Kube, cfg: AgentConfig, patience: float = 60.0) -> Endpoints:
-    services = patiently(
-        lambda: (
-            kube.core.list_namespaced_service(
-                cfg.namespace, label_selector=f"{RUN}={cfg.run}", **kube.kw()
-            ).items
-        ),
-        "list the run's Services",
-        time.monotonic() + patience,
-    )
+    nr = cfg.task.netreach
+    services: list[Any] = []
+    if nr is not None and set(nr.paths) & set(SERVICE_PATHS):  # else the Role grants no list
+        services = patiently(
+            lambda: (
+                kube.core.list_namespaced_service(
+                    cfg.namespace, label_selector=f"{RUN}={cfg.run}", **kube.kw()
+                ).items
+            ),
+            "list the run's Services",
+            time.monotonic() + patience,
+        )
     cluster_ips: dict[int, dict[str, str]] = {}
     node_ports: dict[int, dict[str, int]] = {}
     lb: dict[str, str] = {}
@@ -188,7 +191,6 @@ def endpoints(kube: Kube, cfg: AgentConfig, patience: float = 60.0) -> Endpoints
         for n in cfg.nodes
     }
     ingress_urls: dict[str, str] = {}
-    nr = cfg.task.netreach
     if nr is not None and "ingress" in nr.paths:
         ingress_urls = ingress_addresses(kube, cfg.namespace, cfg.run)
     return Endpoints(cluster_ips, node_ports, addresses, lb, ingress_urls)

@@ -11,6 +11,7 @@ or its TTL expiring removes the whole run.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -225,12 +226,6 @@ def service_account(
     }
 
 
-AGENT_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "watch"]},
-]
-
-
 def role(
     run: str,
     kind: str,
@@ -238,15 +233,28 @@ def role(
     own: list[dict[str, Any]] | None,
     secret: bool,
     ingress: bool = False,
+    services: bool = False,
 ) -> dict[str, Any]:
-    rules = [dict(r) for r in AGENT_RULES]
-    rules.append(
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [run], "verbs": ["get"]}
-    )
+    """The agents' Role: only what they read and write (docs/security.md). ``get`` is
+    narrowed to the run's own objects by name; ``create`` and ``list``/``watch`` cannot be
+    (RBAC takes no names for them, and no label selector at all), so they are granted only to
+    the kinds that need them: every agent creates its report; netreach agents also list and
+    watch the run's agent pods and reports (by label) and list its Services."""
+    rules: list[dict[str, Any]] = [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [run], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    ]
     if secret:
         rules.append(
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [run], "verbs": ["get"]}
         )
+    if kind == "NetReach":
+        rules += [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
+        ]
+        if services:
+            rules.append({"apiGroups": [""], "resources": ["services"], "verbs": ["list"]})
     if ingress:
         rules.append(
             {
@@ -288,14 +296,16 @@ def config_map(
 
 
 def secret(
-    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, data: dict[str, str]
+    run: str, kind: str, namespace: str, own: list[dict[str, Any]] | None, data: dict[str, bytes]
 ) -> dict[str, Any]:
+    """The run's Secret: header values, request body, TLS files, the responder token (bytes,
+    so a binary body survives)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _meta(run, namespace, labels(run, kind, "config"), own),
         "type": "Opaque",
-        "stringData": data,
+        "data": {k: base64.b64encode(v).decode("ascii") for k, v in data.items()},
     }
 
 
