@@ -69,7 +69,7 @@ def split_userinfo(url: str) -> tuple[str, str | None]:
     if not sep:
         return url, None
     end = len(rest)
-    for ch in "/?#":
+    for ch in "/?#\\":  # a backslash ends the authority as in browsers (WHATWG)
         i = rest.find(ch)
         if i >= 0:
             end = min(end, i)
