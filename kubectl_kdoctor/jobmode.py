@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
-from kubectl_kdoctor.images import default_image
+from kubectl_kdoctor.images import GET_IMAGE_DOC, default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube.client import Kube
 from kubectl_kdoctor.kube.discovery import api_endpoints
@@ -289,6 +289,19 @@ def delete_run(kube: Kube, namespace: str, name: str) -> bool:
 # --- watch ---------------------------------------------------------------------------------
 
 
+PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
+
+
+def _pull_error(image: str, node: str, reason: str, msg: str) -> str:
+    """One line: the image, the node, the pull error, and how to get the image there."""
+    return (
+        f"node {node} cannot pull the agent image {image}: {reason}"
+        + (f": {msg}" if msg else "")
+        + "; load it onto the nodes (make image; ctr/kind/k3s import) or copy it to a registry"
+        + f" they reach and pass --image, see {GET_IMAGE_DOC}"
+    )
+
+
 def _waiting_reason(pod: Any) -> tuple[str, str] | None:
     """A container state that means the agent cannot start: (reason, first message line)."""
     for cs in (pod.status.container_statuses if pod.status else None) or []:
@@ -478,6 +491,8 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
                 stuck = _waiting_reason(pod)
                 if stuck:
                     reason, msg = stuck
+                    if reason in PULL_REASONS:
+                        raise AgentStartError(_pull_error(p.image, node, reason, msg))
                     raise AgentStartError(
                         f"agent on node {node}: {reason}: {STUCK_REASONS[reason]}"
                         + (f" ({msg})" if msg else "")
