@@ -37,3 +37,14 @@ def test_a_malformed_pin_falls_back_to_the_tag(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.delenv(IMAGE_ENV, raising=False)
     monkeypatch.setattr(_image_digest, "DIGEST", bad)
     assert default_image() == tagged_image()
+
+
+def test_the_pull_error_points_at_an_existing_docs_section() -> None:
+    from pathlib import Path
+
+    from kubectl_kdoctor.images import GET_IMAGE_DOC
+
+    path, _, anchor = GET_IMAGE_DOC.split("/blob/main/", 1)[1].partition("#")
+    doc = Path(__file__).resolve().parents[2] / path
+    headings = [ln.lstrip("#").strip() for ln in doc.read_text().splitlines() if ln.startswith("#")]
+    assert anchor in {h.lower().replace(" ", "-") for h in headings}
