@@ -187,6 +187,16 @@ def test_hack_release_dry_run_builds_everything_pins_the_digest_pushes_nothing(
         f = tar.extractfile(f"kubectl_kdoctor-{version}/kubectl_kdoctor/_image_digest.py")
         assert f is not None and line in f.read().decode()
     assert line in _pin_in_pex(archive)
+    # The installed package runs the pinned image by default.
+    venv = tmp_path / "venv"
+    assert run(["python3", "-m", "venv", str(venv)]).returncode == 0
+    assert (
+        run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)]).returncode == 0
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KUBECTL_KDOCTOR_IMAGE"}
+    code = "from kubectl_kdoctor.images import default_image; print(default_image())"
+    proc = run([str(venv / "bin" / "python"), "-c", code], env=env, cwd=tmp_path)
+    assert proc.stdout.strip() == f"ghcr.io/kubectl-kdoctor/agent:v{version}@{DIGEST}", proc
     manifest = yaml.safe_load((out / "krew" / "plugin.yaml").read_text())
     arch_sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert any(p["sha256"] == arch_sha for p in manifest["spec"]["platforms"])
