@@ -56,3 +56,16 @@ dist:
 ## The local cluster, netreach, a cut link node-1 <-> node-2, netreach again, what changed.
 demo:
 	hack/demo
+
+.PHONY: image release-dry-run
+
+## The agent image without Docker or a registry: $(IMAGE_OUT)/kubectl-kdoctor-agent_v<ver>_linux_<arch>.oci.tar
+## (root, debootstrap; cached). Load it with ctr/kind/k3s or copy it with skopeo/crane: docs/install.md.
+IMAGE_OUT ?= dist
+image:
+	hack/image build --out $(IMAGE_OUT)
+
+## What the release workflow builds (wheel, sdist, krew archives, plugin.yaml, SHA256SUMS), built
+## into dist/release and checked; nothing published (hack/release --dry-run).
+release-dry-run:
+	hack/release --dry-run --out dist/release

@@ -21,7 +21,7 @@ import yaml
 
 from kubectl_kdoctor.engine.spec import REDACTED
 from kubectl_kdoctor.errors import AgentStartError, ClusterError, InputError, Interrupted, NotFound
-from kubectl_kdoctor.images import default_image
+from kubectl_kdoctor.images import GET_IMAGE_DOC, default_image
 from kubectl_kdoctor.kube import manifests as m
 from kubectl_kdoctor.kube import objects
 from kubectl_kdoctor.kube.client import Kube
@@ -355,6 +355,19 @@ def delete_run(kube: Kube, job: objects.Ref) -> bool:
 # --- watch ---------------------------------------------------------------------------------
 
 
+PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
+
+
+def _pull_error(image: str, node: str, reason: str, msg: str) -> str:
+    """One line: the image, the node, the pull error, and how to get the image there."""
+    return (
+        f"node {node} cannot pull the agent image {image}: {reason}"
+        + (f": {msg}" if msg else "")
+        + "; load it onto the nodes (make image; ctr/kind/k3s import) or copy it to a registry"
+        + f" they reach and pass --image, see {GET_IMAGE_DOC}"
+    )
+
+
 def _waiting_reason(pod: Any) -> tuple[str, str] | None:
     """A container state that means the agent cannot start: (reason, first message line)."""
     for cs in (pod.status.container_statuses if pod.status else None) or []:
@@ -528,6 +541,8 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
                 stuck = _waiting_reason(pod)
                 if stuck:
                     reason, msg = stuck
+                    if reason in PULL_REASONS:
+                        raise AgentStartError(_pull_error(p.image, node, reason, msg))
                     raise AgentStartError(
                         f"agent on node {node}: {reason}: {STUCK_REASONS[reason]}"
                         + (f" ({msg})" if msg else "")

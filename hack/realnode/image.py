@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hack.localcluster import config as cluster_config
 from hack.realnode import config, oci
@@ -287,6 +288,32 @@ def _host_pip_dir() -> Path:
     return Path(out.strip())
 
 
+def agent_config(version: str) -> dict[str, Any]:
+    """The agent image's config, as the Dockerfile sets it (entrypoint, user, env, ports)."""
+    return {
+        "entrypoint": ["kubectl-kdoctor", "agent"],
+        "env": [
+            f"PATH={IMAGE_PATH}",
+            "PYTHONDONTWRITEBYTECODE=1",
+            "PYTHONUNBUFFERED=1",
+            "HOME=/tmp",
+            "LANG=C.UTF-8",
+        ],
+        "user": f"{AGENT_UID}:{AGENT_UID}",
+        "workdir": "/",
+        "exposed_ports": ["8080/tcp", "8443/tcp"],
+        "labels": {
+            "org.opencontainers.image.title": "kubectl-kdoctor agent",
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.base.name": f"debian:{SUITE} ({VARIANT}, debootstrap)",
+        },
+        "history": [
+            f"debootstrap --variant={VARIANT} --include={','.join(INCLUDE)} {SUITE}",
+            "python3 -m venv /opt/kdoctor && pip install kubectl-kdoctor (pip not kept)",
+        ],
+    }
+
+
 def _build_agent(tmp: Path, b: Base, ref: str) -> None:
     t0 = time.monotonic()
     src = tmp / "src"
@@ -333,31 +360,7 @@ def _build_agent(tmp: Path, b: Base, ref: str) -> None:
     layer = oci.layer_from_dir(upper, tmp / "agent-layer.tar.gz", only=["opt/kdoctor"])
     venv_bytes = _dir_size(upper / "opt" / "kdoctor")
     version = package_version()
-    digest = oci.write_archive(
-        tmp / "image.tar",
-        ref,
-        [b.layer, layer],
-        entrypoint=["kubectl-kdoctor", "agent"],
-        env=[
-            f"PATH={IMAGE_PATH}",
-            "PYTHONDONTWRITEBYTECODE=1",
-            "PYTHONUNBUFFERED=1",
-            "HOME=/tmp",
-            "LANG=C.UTF-8",
-        ],
-        user=f"{AGENT_UID}:{AGENT_UID}",
-        workdir="/",
-        exposed_ports=["8080/tcp", "8443/tcp"],
-        labels={
-            "org.opencontainers.image.title": "kubectl-kdoctor agent",
-            "org.opencontainers.image.version": version,
-            "org.opencontainers.image.base.name": f"debian:{SUITE} ({VARIANT}, debootstrap)",
-        },
-        history=[
-            f"debootstrap --variant={VARIANT} --include={','.join(INCLUDE)} {SUITE}",
-            "python3 -m venv /opt/kdoctor && pip install kubectl-kdoctor (pip not kept)",
-        ],
-    )
+    digest = oci.write_archive(tmp / "image.tar", ref, [b.layer, layer], **agent_config(version))
     shutil.rmtree(src)
     shutil.rmtree(wheels)
     for d in (upper, work, merged):
@@ -427,3 +430,65 @@ def pause_image(rebuild: bool = False) -> Image:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
     return Image(config.PAUSE_IMAGE, out / "image.tar", json.loads((out / "meta.json").read_text()))
+
+
+# --- hack/image: the supported, registry-free path ---------------------------------------------
+
+
+def archive_name() -> str:
+    return f"kubectl-kdoctor-agent_v{package_version()}_linux_{oci.HOST_ARCH}.oci.tar"
+
+
+def build_archive(out_dir: Path, rebuild: bool = False) -> tuple[Path, dict[str, object]]:
+    """The agent image (:func:`agent_image`, the one the real node imports) copied to
+    ``out_dir``; returns the archive and what :func:`oci.inspect_archive` reads in it."""
+    img = agent_image(rebuild)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / archive_name()
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(img.archive, tmp)
+    tmp.replace(dest)
+    return dest, oci.inspect_archive(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="hack/image",
+        description="The agent image as an OCI archive, built without Docker or a registry.",
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build (or take from the cache) the agent image archive")
+    b.add_argument("--out", default="dist", help="directory for the archive (default dist)")
+    b.add_argument("--rebuild", action="store_true", help="ignore the cache")
+    b.add_argument("--dry-run", action="store_true", help="say what would be built; build nothing")
+    i = sub.add_parser("inspect", help="check an OCI archive; print its ref, digest and config")
+    i.add_argument("archive")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "inspect":
+            print(json.dumps(oci.inspect_archive(Path(args.archive)), indent=2))
+            return 0
+        out = Path(args.out)
+        if args.dry_run:
+            cached = (
+                config.CACHE_DIR / f"base-{_base_key(debian_mirror())}" / ".complete"
+            ).exists()
+            print(f"would build {default_agent_ref()} (linux/{oci.HOST_ARCH}) into "
+                  f"{out / archive_name()}; base rootfs "
+                  f"{'cached' if cached else 'via debootstrap from ' + debian_mirror()}")  # fmt: skip
+            return 0
+        if os.geteuid() != 0:
+            print("hack/image: building needs root (debootstrap, chroot, mounts)", file=sys.stderr)
+            return 3
+        dest, info = build_archive(out, args.rebuild)
+        print(json.dumps({"archive": str(dest), **info}, indent=2))
+    except (oci.ArchiveError, RuntimeError, OSError) as exc:
+        print(f"hack/image: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 3 if not isinstance(exc, oci.ArchiveError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import stat
 import tarfile
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 EPOCH = 0  # every mtime in a layer, and the image's "created"
+# This machine's architecture in OCI terms: debootstrap builds the base for it.
+_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+HOST_ARCH = _ARCHES.get(platform.machine().lower(), platform.machine().lower())
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,9 @@ def write_archive(
     exposed_ports: list[str] | None = None,
     labels: dict[str, str] | None = None,
     history: list[str] | None = None,
+    arch: str = HOST_ARCH,
 ) -> str:
-    """Write an OCI image layout archive for one linux/amd64 image named ``ref``; returns
+    """Write an OCI image layout archive for one linux/``arch`` image named ``ref``; returns
     the manifest digest. ``ctr images import`` names the image from the
     ``io.containerd.image.name`` annotation."""
     cfg: dict[str, Any] = {"Env": env or [], "WorkingDir": workdir}
@@ -168,7 +173,7 @@ def write_archive(
         cfg["Labels"] = labels
     config = {
         "created": "1970-01-01T00:00:00Z",
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [la.diff_id for la in layers]},
@@ -193,7 +198,7 @@ def write_archive(
                 "mediaType": MEDIA_MANIFEST,
                 "digest": man_digest,
                 "size": len(man_bytes),
-                "platform": {"architecture": "amd64", "os": "linux"},
+                "platform": {"architecture": arch, "os": "linux"},
                 "annotations": {
                     "io.containerd.image.name": ref,
                     "org.opencontainers.image.ref.name": tag,
@@ -219,3 +224,84 @@ def write_archive(
                 tar.addfile(info, f)
     tmp.replace(out)
     return man_digest
+
+
+class ArchiveError(Exception):
+    """An OCI image layout archive that is not valid."""
+
+
+def _sha256(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def inspect_archive(path: Path) -> dict[str, Any]:
+    """Check an OCI image layout archive (one image, as :func:`write_archive` writes it, or
+    any single-manifest layout): ``oci-layout`` version, index, manifest, config and every
+    layer blob are present with the digests and sizes that reference them, and each layer's
+    uncompressed digest is its config ``diff_id``. Returns ``ref``, ``digest`` (manifest),
+    ``platform``, ``config`` (the image config's ``config``), ``layers`` and ``bytes``; raises
+    :class:`ArchiveError` naming the first fault."""
+    with tarfile.open(path) as tar:
+        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+
+        def read(name: str) -> bytes:
+            m = members.get(name)
+            f = tar.extractfile(m) if m is not None else None
+            if f is None:
+                raise ArchiveError(f"{path}: no {name}")
+            return f.read()
+
+        def blob(desc: dict[str, Any], what: str) -> bytes:
+            digest = str(desc.get("digest", ""))
+            algo, _, hexd = digest.partition(":")
+            if algo != "sha256" or len(hexd) != 64:
+                raise ArchiveError(f"{path}: {what} has no sha256 digest ({digest!r})")
+            data = read(f"blobs/sha256/{hexd}")
+            if _sha256(data) != digest:
+                raise ArchiveError(f"{path}: {what} blob does not match its digest {digest}")
+            if len(data) != desc.get("size"):
+                raise ArchiveError(f"{path}: {what} is {len(data)} bytes, not {desc.get('size')}")
+            return data
+
+        layout = json.loads(read("oci-layout"))
+        if layout.get("imageLayoutVersion") != "1.0.0":
+            raise ArchiveError(f"{path}: oci-layout version {layout.get('imageLayoutVersion')!r}")
+        index = json.loads(read("index.json"))
+        if index.get("schemaVersion") != 2 or len(index.get("manifests") or []) != 1:
+            raise ArchiveError(f"{path}: index.json must list exactly one manifest")
+        mdesc = index["manifests"][0]
+        if mdesc.get("mediaType") != MEDIA_MANIFEST:
+            raise ArchiveError(f"{path}: index entry is {mdesc.get('mediaType')}, not a manifest")
+        manifest = json.loads(blob(mdesc, "manifest"))
+        if manifest.get("schemaVersion") != 2 or manifest.get("mediaType") != MEDIA_MANIFEST:
+            raise ArchiveError(f"{path}: the manifest is not an OCI image manifest")
+        cdesc = manifest["config"]
+        if cdesc.get("mediaType") != MEDIA_CONFIG:
+            raise ArchiveError(f"{path}: config media type {cdesc.get('mediaType')}")
+        config = json.loads(blob(cdesc, "config"))
+        diff_ids = config.get("rootfs", {}).get("diff_ids") or []
+        layers = manifest.get("layers") or []
+        if not layers or len(layers) != len(diff_ids):
+            raise ArchiveError(f"{path}: {len(layers)} layers but {len(diff_ids)} diff_ids")
+        total = 0
+        for i, (ldesc, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+            if ldesc.get("mediaType") != MEDIA_LAYER:
+                raise ArchiveError(f"{path}: layer {i} media type {ldesc.get('mediaType')}")
+            data = blob(ldesc, f"layer {i}")
+            total += len(data)
+            if _sha256(gzip.decompress(data)) != diff_id:
+                raise ArchiveError(f"{path}: layer {i} does not match diff_id {diff_id}")
+        plat = mdesc.get("platform") or {}
+        if (plat.get("os"), plat.get("architecture")) != (
+            config.get("os"),
+            config.get("architecture"),
+        ):
+            raise ArchiveError(f"{path}: index platform {plat} differs from the config's")
+        return {
+            "ref": (mdesc.get("annotations") or {}).get("io.containerd.image.name", ""),
+            "digest": mdesc["digest"],
+            "platform": f"{config.get('os')}/{config.get('architecture')}",
+            "config": config.get("config", {}),
+            "layers": len(layers),
+            "bytes": total,
+        }
