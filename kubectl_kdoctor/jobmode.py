@@ -589,6 +589,10 @@ def watch_run(kube: Kube, p: Plan, ui: UI, start_timeout: float) -> RunResult:
     finally:
         for w in watchers:
             w.stop()
+        # Joined, briefly: a watch thread still unwinding its stream while the interpreter
+        # shuts down can abort the process (SIGABRT) after the report was printed.
+        for w in watchers:
+            w.join(timeout=2)
     notes = [f"{node}: {why}" for node, why in failed.items()]
     return assemble(run, reported, notes)
 
