@@ -196,7 +196,9 @@ class DnsExecutor:
 
     def send(self, intended: float, sent: float) -> None:
         self.inflight += 1
-        q = (intended, sent, sent + self.timeout, False)
+        # The deadline counts from the intended send time, as latency does: no success is
+        # ever slower than the timeout (docs/verdicts.md).
+        q = (intended, sent, intended + self.timeout, False)
         if self.broken is not None:
             self.unsent += 1
             self.fail(q, *self.broken)
@@ -303,6 +305,9 @@ class DnsExecutor:
             self._fallback().send(q)
             self.fallback_flush()
             return
+        if now > q[2]:  # read after its deadline (the loop was busy): too late to count
+            self.fail(q, TIMEOUT, f"no reply within {self.timeout:g}s")
+            return
         self.inflight -= 1
         rcode = data[3] & 0x0F
         if rcode == self.expect:
@@ -330,12 +335,14 @@ class DnsExecutor:
 
     def udp_error(self, chan: UdpChannel, exc: Exception) -> None:
         cls = classify(exc)
+        detail = describe(exc)
         if cls == REFUSED:
             chan.refused = True
+            detail = "ICMP port unreachable from the server"
         # The error belongs to one datagram; end the oldest query in flight on that socket.
         for qid, q in chan.inflight.items():
             del chan.inflight[qid]
-            self.fail(q, cls, describe(exc))
+            self.fail(q, cls, detail)
             break
 
     def _fallback(self) -> StreamChannel:

@@ -163,6 +163,19 @@ class TargetStats:
         cls = max(self.errors, key=lambda c: self.errors[c])
         return self.error_samples.get(cls, cls)
 
+    def failure_summary(self, limit: int = 4) -> str:
+        """Every failure class with its count and first message, most frequent first:
+        ``"95 x no reply within 1s, 5 x connection refused: ICMP port unreachable"``."""
+        parts = []
+        ranked = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        for cls, count in ranked[:limit]:
+            sample = self.error_samples.get(cls, cls)
+            text = sample if cls in sample or cls == TIMEOUT else f"{cls}: {sample}"
+            parts.append(f"{count} x {text}")
+        if len(ranked) > limit:
+            parts.append(f"{sum(v for _, v in ranked[limit:])} x other")
+        return ", ".join(parts)
+
     # --- merging and wire form -------------------------------------------------------
 
     def merge(self, other: TargetStats) -> TargetStats:

@@ -33,11 +33,12 @@ class TargetResult:
     def passed(self) -> bool:
         return self.verdict.passed
 
-    def latencies_ms(self) -> dict[str, float]:
-        """min, mean, p50, p90, p95, p99, max in milliseconds."""
+    def latencies_ms(self) -> dict[str, float] | None:
+        """min, mean, p50, p90, p95, p99, max in milliseconds; None when nothing was
+        answered in time (no latency to show: ``-`` / null, never 0)."""
         h = self.stats.latency
-        if h.n == 0 and self.figures:
-            return dict(self.figures)
+        if h.n == 0:
+            return dict(self.figures) if self.figures else None
         out = {"min": h.min / 1000, "mean": h.mean / 1000}
         for key, q in PERCENTILES:
             out[key] = h.percentile(q) / 1000

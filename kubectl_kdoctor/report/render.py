@@ -44,7 +44,9 @@ def _render_whole(run: RunResult, output: str) -> str:
     return table(run, wide=output == "wide")
 
 
-def _ms(value: float) -> str:
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"  # nothing answered in time: no latency, not 0
     if value >= 1000:
         return f"{value / 1000:.2f}s"
     if value >= 10:
@@ -73,16 +75,16 @@ def headline(run: RunResult) -> str:
 
 def _row(t: TargetResult) -> list[str]:
     s = t.stats
-    lat = t.latencies_ms()
+    lat = t.latencies_ms() or {}
     return [
         str(s.requests),
         f"{s.tps:.1f}",
         _pct(s.success_rate),
-        _ms(lat["mean"]),
-        _ms(lat["p50"]),
-        _ms(lat["p90"]),
-        _ms(lat["p99"]),
-        _ms(lat["max"]),
+        _ms(lat.get("mean")),
+        _ms(lat.get("p50")),
+        _ms(lat.get("p90")),
+        _ms(lat.get("p99")),
+        _ms(lat.get("max")),
         str(s.late + s.skipped),
         ("PASS" if t.passed else "FAIL") + ("" if not t.verdict.invalid else " (lag!)"),
     ]
@@ -242,9 +244,15 @@ def junit(run: RunResult) -> str:
                 time=f"{t.stats.duration:.3f}",
             )
             lat = t.latencies_ms()
-            ET.SubElement(case, "system-out").text = (
-                f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} "
+            figures = (
                 f"mean={lat['mean']:.3f}ms p99={lat['p99']:.3f}ms max={lat['max']:.3f}ms"
+                if lat
+                else "mean=- p99=- max=- (nothing answered in time)"
+            )
+            ET.SubElement(
+                case, "system-out"
+            ).text = (
+                f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} {figures}"
             )
             if not t.passed:
                 ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))

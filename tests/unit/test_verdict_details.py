@@ -1,0 +1,91 @@
+"""Issue 22 in the report layer: no latency without an answer, failure reasons per target,
+skipped nodes, DNS hints; in every output format."""
+
+from __future__ import annotations
+
+import json
+from xml.etree import ElementTree as ET
+
+import yaml
+
+from kubectl_kdoctor.engine.stats import REFUSED, TIMEOUT, TargetStats
+from kubectl_kdoctor.report.kdoctor import from_report, to_report
+from kubectl_kdoctor.report.model import NodeResult, RunResult, TargetResult
+from kubectl_kdoctor.report.render import render
+from kubectl_kdoctor.report.verdict import judge
+from kubectl_kdoctor.task import DNS
+
+OUTPUTS = ("table", "wide", "json", "yaml", "junit", "html")
+
+
+def _dead_dns(n: int = 50) -> TargetStats:
+    s = TargetStats(name="kube-dns", kind="dns", url="10.96.0.10:53", method="udp", qps=10)
+    s.planned = n
+    s.start, s.end, s.attack = 1_700_000_000.0, 1_700_000_006.0, 5.0
+    for i in range(n):
+        s.mark_sent(0.0001)
+        if i % 10 == 0:
+            s.failed(REFUSED, "ICMP port unreachable from the server")
+        else:
+            s.failed(TIMEOUT, "no reply within 1s")
+    return s
+
+
+def _run(stats: TargetStats, **kw: object) -> RunResult:
+    run = RunResult(kind=DNS, name="d", created=1_700_000_000.0, spec={}, mode="job", **kw)  # type: ignore[arg-type]
+    node = NodeResult(node="node-1", pod="p", start=1_700_000_000.0, end=1_700_000_006.0)
+    node.targets.append(TargetResult(stats, judge(stats, run.expect)))
+    run.nodes.append(node)
+    return run
+
+
+def test_no_answer_means_no_latency_in_every_format() -> None:
+    run = _run(_dead_dns())
+    table = render(run, "table")
+    row = next(line for line in table.splitlines() if line.startswith("node-1"))
+    assert "0.00ms" not in row and row.split()[5:10] == ["-", "-", "-", "-", "-"], row
+    assert "0.00ms" not in render(run, "wide")
+    doc = json.loads(render(run, "json"))
+    detail = doc["report"]["latestRoundReport"][0]["taskNetDns"]["roundTaskDetail"][0]
+    metrics = detail["requestTargetMetrics"]
+    assert metrics["latenciesInUs"] is None and metrics["serviceTimeInUs"] is None
+    # kdoctor's own fields: kdoctor's convention with zero successes (0, see its stats.Mean)
+    assert set(metrics["latencies"].values()) == {0.0} and metrics["successCounts"] == 0
+    assert yaml.safe_load(render(run, "yaml")) == doc
+    junit = ET.fromstring(render(run, "junit"))
+    out = junit.find(".//system-out")
+    assert out is not None and out.text is not None
+    assert "mean=- p99=- max=-" in out.text and "0.000ms" not in out.text
+    page = render(run, "html")
+    assert "<td>-</td>" in page and "<td>0.00</td>" not in page
+    # read back: still no latency (ours and a kdoctor report with successCounts 0)
+    back = from_report(doc)
+    assert back.nodes[0].targets[0].latencies_ms() is None
+    del detail["stats"]
+    assert from_report(doc).nodes[0].targets[0].latencies_ms() is None
+
+
+def test_a_failed_target_names_every_reason_with_counts() -> None:
+    run = _run(_dead_dns())
+    want = (
+        "50 of 50 failed: 45 x no reply within 1s, "
+        "5 x connection refused: ICMP port unreachable from the server"
+    )
+    for output in OUTPUTS:
+        text = render(run, output)
+        if output == "yaml":
+            text = json.dumps(yaml.safe_load(text))
+        assert want in text, output
+
+
+def test_latency_present_when_answered() -> None:
+    s = _dead_dns(0)
+    s.planned = 1
+    s.mark_sent(0.0)
+    s.ok("NOERROR", 1500, 1400, 60)
+    run = _run(s)
+    assert "1.50ms" in render(run, "table")
+    metrics = to_report(run)["report"]["latestRoundReport"][0]["taskNetDns"]["roundTaskDetail"][0][
+        "requestTargetMetrics"
+    ]
+    assert metrics["latenciesInUs"]["max"] == 1500
