@@ -41,6 +41,7 @@ FLAG_OF = {
 
 CLUSTER_ONLY = {
     "nodes": "--node",
+    "require_all_nodes": "--require-all-nodes",
     "node_selector": "--node-selector",
     "tolerations": "--tolerate",
     "host_network": "--host-network",
@@ -137,6 +138,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
         if p.get("expect_mean_delay")
         else be.mean_delay,
         p99=v.duration(p["expect_p99"], "--expect-p99") if p.get("expect_p99") else be.p99,
+        all_nodes=bool(p.get("require_all_nodes")) or be.all_nodes,
     )
 
     # --- the kind's target -------------------------------------------------------------

@@ -140,7 +140,7 @@ def _summary_rows(run: RunResult) -> Iterable[str]:
 
 def html(run: RunResult) -> str:
     verdict = "pass" if run.passed else "fail"
-    failures = []
+    failures = run.skipped_failures()
     for r, nodes in sorted(run.missing_nodes().items()):
         failures += [f"{n}: never reported (round {r})" for n in nodes]
     for n in run.merged_by_node():
@@ -168,6 +168,15 @@ def html(run: RunResult) -> str:
         body.append(
             "<h2>Failures</h2><ul class='fail'>"
             + "".join(f"<li>{h.escape(f)}</li>" for f in failures)
+            + "</ul>"
+        )
+    if run.skipped_nodes:
+        body.append(
+            "<h2>Skipped nodes</h2><ul class='skip'>"
+            + "".join(
+                f"<li>{h.escape(node)}: {h.escape(why)}</li>"
+                for node, why in sorted(run.skipped_nodes.items())
+            )
             + "</ul>"
         )
     hists = "".join(_svg(t) for n in run.merged_by_node() for t in n.targets)

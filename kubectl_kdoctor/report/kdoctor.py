@@ -127,6 +127,8 @@ def _expect_dict(e: Expect) -> dict[str, Any]:
         out["meanDelayInMs"] = e.mean_delay * 1000
     if e.p99 is not None:
         out["p99InMs"] = e.p99 * 1000
+    if e.all_nodes:
+        out["requireAllNodes"] = True
     return out
 
 
@@ -301,6 +303,7 @@ def _expect_from(status: Mapping[str, Any], spec: Mapping[str, Any]) -> Expect:
             float(e.get("successRate", 1.0)),
             e["meanDelayInMs"] / 1000 if e.get("meanDelayInMs") is not None else None,
             e["p99InMs"] / 1000 if e.get("p99InMs") is not None else None,
+            bool(e.get("requireAllNodes", False)),
         )
     se = spec.get("expect") or {}
     mean = se.get("meanAccessDelayInMs")

@@ -111,7 +111,18 @@ class RunResult:
     def passed(self) -> bool:
         if not self.nodes:
             return False
+        if self.expect.all_nodes and self.skipped_nodes:
+            return False  # --require-all-nodes
         return all(n.passed for n in self.nodes) and not self.missing_nodes()
+
+    def skipped_failures(self) -> list[str]:
+        """Skipped nodes as failures, when --require-all-nodes asked for every node."""
+        if not self.expect.all_nodes:
+            return []
+        return [
+            f"{node}: skipped ({why}) and --require-all-nodes is set"
+            for node, why in sorted(self.skipped_nodes.items())
+        ]
 
     def merged_by_node(self) -> list[NodeResult]:
         """One NodeResult per node with every target merged across rounds (exact)."""

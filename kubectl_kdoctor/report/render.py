@@ -70,7 +70,17 @@ def headline(run: RunResult) -> str:
     )
     if missing:
         text += f", {len({n for v in missing.values() for n in v})} node(s) never reported"
+    if run.skipped_nodes:
+        skipped = sorted(run.skipped_nodes.items())
+        named = ", ".join(f"{k}: {_short(v)}" for k, v in skipped[:3])
+        more = f", +{len(skipped) - 3} more" if len(skipped) > 3 else ""
+        text += f", {len(skipped)} skipped ({named}{more})"
     return text
+
+
+def _short(reason: str) -> str:
+    """The first word of a skip reason (``NotReady (KubeletNotReady)`` -> ``NotReady``)."""
+    return reason.split(" ", 1)[0]
 
 
 def _row(t: TargetResult) -> list[str]:
@@ -178,7 +188,7 @@ CONDENSE_NODES = 50  # above this many nodes the table sums up passing nodes in 
 def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:
     """Failing cells grouped by destination and path ("node-17 [pod/ipv4]: fails from 99 of
     99 nodes"), then by source, so a large cluster's table stays readable."""
-    out = [
+    out = run.skipped_failures() + [
         f"{node}: never reported (round {r})"
         for r, ms in sorted(run.missing_nodes().items())
         for node in ms
@@ -204,6 +214,7 @@ def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:
 
 
 def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
+    yield from run.skipped_failures()
     for r, missing in sorted(run.missing_nodes().items()):
         for node in missing:
             yield f"{node}: never reported (round {r})"
@@ -219,7 +230,7 @@ def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
 
 def junit(run: RunResult) -> str:
     suites = ET.Element("testsuites", name=f"kdoctor {run.kind} {run.name}")
-    total = failures = 0
+    total = failures = skipped = 0
     for n in run.merged_by_node():
         tests = merge_targets(n.targets, run.expect) if n.targets else []
         fails = sum(1 for t in tests if not t.passed) + (1 if n.error else 0)
@@ -267,7 +278,28 @@ def junit(run: RunResult) -> str:
             ET.SubElement(case, "failure", message=f"never reported (round {r})")
             total += 1
             failures += 1
+    for node, why in sorted(run.skipped_nodes.items()):
+        # A skipped node: a skipped testcase, or a failure with --require-all-nodes.
+        required = run.expect.all_nodes
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=node,
+            tests="1",
+            failures="1" if required else "0",
+            errors="0",
+            skipped="0" if required else "1",
+        )
+        case = ET.SubElement(suite, "testcase", classname=f"{run.kind}.{node}", name="agent")
+        if required:
+            ET.SubElement(case, "failure", message=f"skipped ({why}); --require-all-nodes")
+        else:
+            ET.SubElement(case, "skipped", message=f"node skipped: {why}")
+            skipped += 1
+        total += 1
+        failures += 1 if required else 0
     suites.set("tests", str(total))
+    suites.set("skipped", str(skipped))
     suites.set("failures", str(failures))
     ET.indent(suites)
     return (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from xml.etree import ElementTree as ET
 
+import pytest
 import yaml
 
 from kubectl_kdoctor.engine.stats import REFUSED, TIMEOUT, TargetStats
@@ -89,3 +90,70 @@ def test_latency_present_when_answered() -> None:
         "requestTargetMetrics"
     ]
     assert metrics["latenciesInUs"]["max"] == 1500
+
+
+def _passing() -> TargetStats:
+    s = _dead_dns(0)
+    s.planned = 2
+    for _ in range(2):
+        s.mark_sent(0.0)
+        s.ok("NOERROR", 900, 800, 60)
+    return s
+
+
+SKIPPED = {"node-3": "NotReady (NodeStatusUnknown)"}
+
+
+def test_skipped_nodes_are_carried_in_every_format() -> None:
+    run = _run(_passing(), skipped_nodes=dict(SKIPPED))
+    assert run.passed
+    table = render(run, "table")
+    assert table.splitlines()[0].endswith(
+        "PASS - 1 node(s), 1 target(s), 1 skipped (node-3: NotReady)"
+    )
+    assert "node-3: NotReady (NodeStatusUnknown)" in table
+    doc = json.loads(render(run, "json"))
+    assert doc["status"]["skippedNodes"] == SKIPPED and doc["status"]["verdict"] == "pass"
+    assert yaml.safe_load(render(run, "yaml"))["status"]["skippedNodes"] == SKIPPED
+    junit = ET.fromstring(render(run, "junit"))
+    assert junit.get("skipped") == "1" and junit.get("failures") == "0"
+    case = junit.find("./testsuite[@name='node-3']/testcase/skipped")
+    assert case is not None and "NotReady" in (case.get("message") or "")
+    page = render(run, "html")
+    assert "Skipped nodes" in page and "node-3: NotReady (NodeStatusUnknown)" in page
+    assert from_report(doc).skipped_nodes == SKIPPED
+
+
+def test_require_all_nodes_makes_a_skipped_node_a_failure() -> None:
+    from kubectl_kdoctor.task import Expect
+
+    run = _run(_passing(), skipped_nodes=dict(SKIPPED), expect=Expect(all_nodes=True))
+    assert not run.passed
+    want = "node-3: skipped (NotReady (NodeStatusUnknown)) and --require-all-nodes is set"
+    table = render(run, "table")
+    assert "FAIL - 1 node(s)" in table and want in table
+    assert want in render(run, "html")
+    doc = json.loads(render(run, "json"))
+    assert doc["status"]["verdict"] == "fail"
+    assert doc["status"]["expect"]["requireAllNodes"] is True
+    back = from_report(doc)
+    assert back.expect.all_nodes and not back.passed
+    junit = ET.fromstring(render(run, "junit"))
+    assert junit.get("failures") == "1" and junit.get("skipped") == "0"
+    assert junit.find("./testsuite[@name='node-3']/testcase/failure") is not None
+    # without skipped nodes it changes nothing
+    assert _run(_passing(), expect=Expect(all_nodes=True)).passed
+
+
+def test_require_all_nodes_is_refused_with_local(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_kdoctor.cli import main
+
+    for argv in (
+        ["http", "--local", "http://127.0.0.1:9/", "--require-all-nodes"],
+        ["dns", "--local", "a.test", "--server", "127.0.0.1:9", "--require-all-nodes"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        _, err = capsys.readouterr()
+        assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert "--require-all-nodes" in err and "--local" in err
