@@ -50,6 +50,8 @@ def refuse_inexpressible(inv: Invocation, given: set[str]) -> None:
         ("--cert", "kdoctor takes TLS material only from a Secret (use -f with tlsSecretName)"),
         ("--key", "kdoctor takes TLS material only from a Secret (use -f with tlsSecretName)"),
         ("--start-timeout", "the kdoctor controller starts its agents"),
+        ("--tc-fallback", "kdoctor has no setting for truncated UDP replies"),
+        ("--require-all-nodes", "kdoctor's controller places its own agents"),
     ]
     for flag, why in checks:
         if flag in given:

@@ -325,8 +325,19 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         if p.get("expect_rcode")
         else (b.expect_rcode if b else "NOERROR")
     )
+    tc_fallback = bool(p.get("tc_fallback")) or (b.tc_fallback if b else False)
+    if p.get("tc_fallback") and protocol != "udp":
+        raise InputError(
+            f"needs --protocol udp (TC is a UDP matter; got {protocol})", "--tc-fallback"
+        )
     return DnsSpec(
-        server=server, domain=domain, port=port, protocol=protocol, qtype=qtype, expect_rcode=rcode
+        server=server,
+        domain=domain,
+        port=port,
+        protocol=protocol,
+        qtype=qtype,
+        expect_rcode=rcode,
+        tc_fallback=tc_fallback,
     )
 
 

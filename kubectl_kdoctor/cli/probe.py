@@ -123,6 +123,13 @@ def http(**params: Any) -> int:
     "--qtype", metavar="TYPE", help="A, AAAA, CNAME, SRV, TXT, MX, NS, PTR or SOA. [default: A]"
 )
 @click.option("--expect-rcode", metavar="NAME", help="Expected response code. [default: NOERROR]")
+@click.option(
+    "--tc-fallback",
+    is_flag=True,
+    default=None,
+    help="Retry a truncated (TC=1) UDP reply over TCP, as a resolver does, and count that "
+    "answer. [default: a truncated reply is a failure, 'truncated (TC)']",
+)
 @local_option
 @load_options
 @placement_options

@@ -29,6 +29,7 @@ RESOLVE = "name resolution"  # the target's host name did not resolve
 BAD_STATUS = "unexpected status"  # HTTP status not matching --expect-status
 BAD_RCODE = "unexpected rcode"  # DNS rcode not matching --expect-rcode
 PROTOCOL = "protocol error"  # malformed answer, id mismatch that never resolved, ...
+TRUNCATED = "truncated (TC)"  # DNS: a UDP reply with TC=1 (too large, or RRL "slip")
 OVERLOAD = "not sent (in-flight cap)"  # the generator skipped a send: too many in flight
 BEHIND = "not sent (generator behind)"  # the generator fell further behind than it may catch up
 OTHER = "other error"
@@ -43,6 +44,7 @@ ERROR_CLASSES = (
     BAD_STATUS,
     BAD_RCODE,
     PROTOCOL,
+    TRUNCATED,
     OVERLOAD,
     BEHIND,
     OTHER,
@@ -72,7 +74,7 @@ class TargetStats:
     codes: dict[str, int] = dataclasses.field(default_factory=dict)  # "200" / "NOERROR" / "0"
     bytes_in: int = 0
     bytes_out: int = 0
-    truncated: int = 0  # DNS: UDP replies with TC set (then retried over TCP)
+    truncated: int = 0  # DNS: UDP replies with TC set (failures, or retried with tc_fallback)
     latency: Histogram = dataclasses.field(default_factory=Histogram)
     service: Histogram = dataclasses.field(default_factory=Histogram)
     send_lag: Histogram = dataclasses.field(default_factory=Histogram)

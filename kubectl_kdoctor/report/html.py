@@ -170,6 +170,15 @@ def html(run: RunResult) -> str:
             + "".join(f"<li>{h.escape(f)}</li>" for f in failures)
             + "</ul>"
         )
+    from kubectl_kdoctor.report.hints import all_hints
+
+    found = all_hints(run)
+    if found:
+        body.append(
+            "<h2>Likely culprits</h2><ul class='hint'>"
+            + "".join(f"<li>{h.escape(x)}</li>" for x in found)
+            + "</ul>"
+        )
     if run.skipped_nodes:
         body.append(
             "<h2>Skipped nodes</h2><ul class='skip'>"

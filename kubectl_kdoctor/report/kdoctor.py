@@ -93,12 +93,13 @@ def to_report_envelope(run: RunResult) -> dict[str, Any]:
         out["status"]["notes"] = list(run.notes)
     if run.peer_plan:
         out["status"]["sampledPeers"] = {k: list(v) for k, v in run.peer_plan.items()}
-    if run.kind == NETREACH:
-        from kubectl_kdoctor.report.hints import hints
+    from kubectl_kdoctor.report.hints import all_hints
 
-        found = hints(run)
-        if found:
-            out["status"]["hints"] = found
+    found = all_hints(run)
+    if found:
+        out["status"]["hints"] = found
+    if run.cluster_hints:
+        out["status"]["clusterFindings"] = list(run.cluster_hints)
     return out
 
 
@@ -333,6 +334,7 @@ def _from_current(doc: Mapping[str, Any], expect: Expect | None) -> RunResult:
         missing={int(k): list(v) for k, v in (status.get("notReportedNodes") or {}).items()},
         notes=list(status.get("notes") or []),
         peer_plan={k: list(v) for k, v in (status.get("sampledPeers") or {}).items()},
+        cluster_hints=[str(x) for x in status.get("clusterFindings") or []],
     )
     rep = doc.get("report") or {}
     entries = list(rep.get("previousRoundReports") or []) + list(rep.get("latestRoundReport") or [])

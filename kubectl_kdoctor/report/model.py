@@ -86,6 +86,7 @@ class RunResult:
     finished: bool = True
     notes: list[str] = dataclasses.field(default_factory=list)
     peer_plan: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # sampled pairs
+    cluster_hints: list[str] = dataclasses.field(default_factory=list)  # learnt from the API
 
     # --- derived views ----------------------------------------------------------------
 

@@ -159,12 +159,11 @@ def table(run: RunResult, wide: bool = False) -> str:
         lines += ["", "Failures:"] + [f"  {f}" for f in shown]
         if len(shown) < len(failures):
             lines.append(f"  ... and {len(failures) - len(shown)} more (-o wide lists every one)")
-    if run.kind == NETREACH:
-        from kubectl_kdoctor.report.hints import hints
+    from kubectl_kdoctor.report.hints import all_hints
 
-        found = hints(run)
-        if found:
-            lines += ["", "Likely culprits:"] + [f"  {h}" for h in found]
+    found = all_hints(run)
+    if found:
+        lines += ["", "Likely culprits:"] + [f"  {h}" for h in found]
     if run.skipped_nodes:
         lines += ["", "Skipped nodes:"] + [
             f"  {k}: {v}" for k, v in sorted(run.skipped_nodes.items())
@@ -230,6 +229,10 @@ def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
 
 def junit(run: RunResult) -> str:
     suites = ET.Element("testsuites", name=f"kdoctor {run.kind} {run.name}")
+    from kubectl_kdoctor.report.hints import all_hints
+
+    found = all_hints(run)
+    culprits = ("\nLikely culprits:\n" + "\n".join(f"  {x}" for x in found)) if found else ""
     total = failures = skipped = 0
     for n in run.merged_by_node():
         tests = merge_targets(n.targets, run.expect) if n.targets else []
@@ -266,7 +269,9 @@ def junit(run: RunResult) -> str:
                 f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} {figures}"
             )
             if not t.passed:
-                ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))
+                failure = ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))
+                if culprits:
+                    failure.text = "; ".join(t.verdict.reasons) + culprits
         total += len(tests)
         failures += fails
     for r, missing in sorted(run.missing_nodes().items()):

@@ -157,3 +157,34 @@ def test_require_all_nodes_is_refused_with_local(capsys: pytest.CaptureFixture[s
         _, err = capsys.readouterr()
         assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
         assert "--require-all-nodes" in err and "--local" in err
+
+
+def test_tc_fallback_needs_udp_and_a_cluster_mode_that_has_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kubectl_kdoctor.cli import main
+
+    for argv, words in (
+        (["dns", "a.test", "--protocol", "tcp", "--tc-fallback"], "needs --protocol udp"),
+        (["dns", "a.test", "--mode", "crd", "--tc-fallback"], "not supported with --mode crd"),
+        (
+            ["dns", "a.test", "--mode", "crd", "--require-all-nodes"],
+            "not supported with --mode crd",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        _, err = capsys.readouterr()
+        assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert words in err and argv[-1] in err, err
+
+
+def test_tc_fallback_reaches_the_dns_spec() -> None:
+    from kubectl_kdoctor.cli.build import build
+
+    inv = build(
+        DNS, {"domain": "a.test", "local": True, "server": "127.0.0.1", "tc_fallback": True}
+    )
+    assert inv.task.dns is not None and inv.task.dns.tc_fallback
+    inv = build(DNS, {"domain": "a.test", "local": True, "server": "127.0.0.1"})
+    assert inv.task.dns is not None and not inv.task.dns.tc_fallback
