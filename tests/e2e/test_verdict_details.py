@@ -40,7 +40,7 @@ def wait(what: str, check: Any, timeout: float = 120) -> None:
         time.sleep(1)
 
 
-def ready_dns_endpoints(lc: LocalCluster) -> int:
+def dns_endpoints(lc: LocalCluster, ready_only: bool = True) -> int:
     api = kubernetes.client.DiscoveryV1Api(lc.api_client())
     slices = api.list_namespaced_endpoint_slice(
         "kube-system", label_selector="kubernetes.io/service-name=kube-dns"
@@ -49,7 +49,7 @@ def ready_dns_endpoints(lc: LocalCluster) -> int:
         1
         for s in slices
         for e in s.endpoints or []
-        if e.conditions is None or e.conditions.ready in (None, True)
+        if not ready_only or e.conditions is None or e.conditions.ready in (None, True)
     )
 
 
@@ -59,7 +59,9 @@ def coredns_at_zero(local_cluster: LocalCluster) -> Iterator[None]:
     before = apps.read_namespaced_deployment("coredns", "kube-system").spec.replicas or 2
     apps.patch_namespaced_deployment_scale("coredns", "kube-system", {"spec": {"replicas": 0}})
     try:
-        wait("no ready kube-dns endpoint", lambda: ready_dns_endpoints(local_cluster) == 0)
+        # No endpoint at all: kube-proxy still sends to terminating endpoints that serve
+        # (CoreDNS's lame duck) while there is no ready one.
+        wait("no kube-dns endpoint", lambda: dns_endpoints(local_cluster, False) == 0)
         yield
     finally:
         apps.patch_namespaced_deployment_scale(
@@ -67,7 +69,7 @@ def coredns_at_zero(local_cluster: LocalCluster) -> Iterator[None]:
         )
         wait(
             "CoreDNS back",
-            lambda: ready_dns_endpoints(local_cluster) >= 1,
+            lambda: dns_endpoints(local_cluster) >= 1,
             timeout=180,
         )
 
