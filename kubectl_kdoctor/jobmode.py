@@ -238,6 +238,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         finish_wait=max(60.0, load_time + 30),
         secret=bool(secret_data),
         peer_plan=plan_of_peers,
+        skipped=dict(skipped),
     )
     job = m.job(
         run=name,
@@ -592,6 +593,7 @@ def load_run(kube: Kube, namespace: str, name: str) -> RunResult:
         expect=cfg.task.expect,
         rounds_expected=cfg.task.rounds,
         expected_nodes=[n.name for n in cfg.nodes],
+        skipped_nodes=dict(cfg.skipped),
         mode="job",
         finished=done or len(reports) >= len(cfg.nodes),
     )

@@ -43,6 +43,7 @@ class AgentConfig:
     peer_plan: dict[str, list[str]] = dataclasses.field(
         default_factory=dict
     )  # node -> peers (sampling)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # node -> why no agent
 
     @property
     def expected(self) -> int:
@@ -156,6 +157,7 @@ def to_json(cfg: AgentConfig) -> str:
             "finishWait": cfg.finish_wait,
             "secret": cfg.secret,
             "peerPlan": cfg.peer_plan,
+            "skippedNodes": cfg.skipped,
         },
         indent=1,
     )
@@ -177,6 +179,7 @@ def from_json(text: str) -> AgentConfig:
         finish_wait=float(d.get("finishWait", 60.0)),
         secret=bool(d.get("secret")),
         peer_plan={k: list(v) for k, v in (d.get("peerPlan") or {}).items()},
+        skipped={str(k): str(v) for k, v in (d.get("skippedNodes") or {}).items()},
     )
 
 

@@ -188,3 +188,18 @@ def test_tc_fallback_reaches_the_dns_spec() -> None:
     assert inv.task.dns is not None and inv.task.dns.tc_fallback
     inv = build(DNS, {"domain": "a.test", "local": True, "server": "127.0.0.1"})
     assert inv.task.dns is not None and not inv.task.dns.tc_fallback
+
+
+def test_the_run_configuration_keeps_the_skipped_nodes() -> None:
+    # `report NAME` rebuilds a kept run from its ConfigMap: the skipped nodes come with it.
+    from kubectl_kdoctor.engine.spec import DnsSpec, Load
+    from kubectl_kdoctor.kube.preflight import NodeInfo
+    from kubectl_kdoctor.runconfig import AgentConfig, from_json, to_json
+    from kubectl_kdoctor.task import Expect, Task
+
+    task = Task(DNS, Load(), Expect(all_nodes=True), dns=DnsSpec("10.96.0.10", "a.test"))
+    cfg = AgentConfig("r", "ns", "uid", task, (NodeInfo("node-1", ("10.0.0.1",), ()),))
+    cfg = AgentConfig(**{**cfg.__dict__, "skipped": dict(SKIPPED)})
+    back = from_json(to_json(cfg))
+    assert back.skipped == SKIPPED and back.task.expect.all_nodes
+    assert from_json(to_json(AgentConfig("r", "ns", "u", task, ()))).skipped == {}
