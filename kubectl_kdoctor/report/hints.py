@@ -15,9 +15,10 @@ merged across rounds:
 
 For dns and http targets (``target_hints``), per target:
 
-- some queries answered at normal latency, the rest never answered (or answered TC=1)
-                                                                -> server-side rate limiting
-- every UDP reply truncated (TC=1), nothing else                -> the answer is too large for UDP
+- some queries answered at normal latency (p99 under half the timeout), the rest never
+  answered (or answered TC=1)                                   -> server-side rate limiting
+- every UDP reply truncated (TC=1), nothing else                -> the answer is too large for
+                                                                   UDP, or RRL slips every one
 
 and what the CLI learnt from the API (``RunResult.cluster_hints``), e.g. that the cluster DNS
 Service has no ready endpoints.
@@ -162,7 +163,7 @@ def target_hints(run: RunResult) -> list[str]:
     if run.kind != DNS:
         return out
     timeout_ms = _timeout_ms(run.spec)
-    normal_ms = timeout_ms / 4 if timeout_ms else 100.0
+    normal_ms = timeout_ms / 2 if timeout_ms else 250.0
     for n in run.merged_by_node():
         for t in n.targets:
             s = t.stats
@@ -175,8 +176,9 @@ def target_hints(run: RunResult) -> list[str]:
             if tc and tc == sent:
                 out.append(
                     f"{where}: every UDP reply came truncated (TC=1) - the answer does not fit "
-                    "in 512 bytes (queries carry no EDNS); --tc-fallback retries over TCP as a "
-                    "resolver does, or use --protocol tcp"
+                    "in 512 bytes (queries carry no EDNS), or the server rate-limits every query "
+                    "(RRL 'slip'); --tc-fallback retries over TCP as a resolver does, or use "
+                    "--protocol tcp"
                 )
                 continue
             answered = s.success

@@ -84,13 +84,15 @@ def _nsd(tmp_path_factory: pytest.TempPathFactory, ratelimit: int, slip: int) ->
         server.stop()
 
 
-@pytest.fixture(scope="module")
+# Function scope: NSD's rate limiter remembers a source across runs (a second run right
+# after the first is limited from its first query), so each test gets its own server.
+@pytest.fixture
 def nsd_drop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
     """Rate limiting without slip: over the limit, queries are dropped."""
     yield from _nsd(tmp_path_factory, RATE, 0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def nsd_slip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
     """Rate limiting with slip 1: over the limit, every query gets a TC=1 reply."""
     yield from _nsd(tmp_path_factory, RATE, 1)
@@ -127,7 +129,7 @@ def test_rate_limiting_without_slip_is_named(nsd_drop: Nsd) -> None:
     check_accounting(s)
     sent = s.sent
     # a fraction answered (about RATE a second), the rest never answered
-    assert 0 < s.success < sent * 0.6, (s.success, s.errors)
+    assert 0 < s.success < sent * 0.6, (s.success, s.errors, s.latency.percentile(0.99))
     assert set(s.errors) <= {TIMEOUT, "not sent (in-flight cap)", "not sent (generator behind)"}
     assert s.truncated == 0
     run = as_run(s, 0.5)
@@ -140,11 +142,12 @@ def test_rate_limiting_with_slip_counts_truncated_replies(nsd_slip: Nsd) -> None
     s = run_one(nsd_slip.spec("h1.perf.test"), qps=400, duration=2.0, timeout=0.5)
     check_accounting(s)
     assert s.errors.get(TRUNCATED, 0) > 0 and s.truncated == s.errors[TRUNCATED]
-    assert 0 < s.success < s.sent * 0.6
+    assert 0 < s.success < s.sent * 0.6, (s.success, s.errors, s.latency.percentile(0.99))
     assert s.codes.get("TC") == s.truncated
     run = as_run(s, 0.5)
     for output, text in every_format(run).items():
         assert "truncated (TC)" in text, output
+        assert "the server likely rate-limits" in text, (output, s.latency.percentile(0.99))
         assert "RRL 'slip'" in text and "--tc-fallback" in text, output
 
 
