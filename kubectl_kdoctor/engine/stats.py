@@ -172,7 +172,7 @@ class TargetStats:
         ranked = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))
         for cls, count in ranked[:limit]:
             sample = self.error_samples.get(cls, cls)
-            text = sample if cls in sample or cls == TIMEOUT else f"{cls}: {sample}"
+            text = sample if cls in sample.lower() or cls == TIMEOUT else f"{cls}: {sample}"
             parts.append(f"{count} x {text}")
         if len(ranked) > limit:
             parts.append(f"{sum(v for _, v in ranked[limit:])} x other")

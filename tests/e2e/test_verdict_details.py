@@ -74,6 +74,15 @@ def coredns_at_zero(local_cluster: LocalCluster) -> Iterator[None]:
         )
 
 
+def assert_no_latency_columns(table: str) -> None:
+    """MEAN P50 P90 P99 MAX (the five columns after SUCCESS) are '-' on every node row."""
+    rows = [line.split() for line in table.splitlines() if line.startswith("node-")]
+    assert rows
+    for cols in rows:
+        i = next(k for k, c in enumerate(cols) if c.endswith("%"))
+        assert cols[i + 1 : i + 6] == ["-"] * 5, cols
+
+
 def every_format(doc: dict[str, Any]) -> dict[str, str]:
     run = from_report(doc)
     out = {o: render(run, o) for o in OUTPUTS}
@@ -104,10 +113,27 @@ def test_dns_with_coredns_at_zero_names_why(
     for output, text in texts.items():
         assert hint in text, output
         assert "10 of 10 failed: " in text, output
-    rows = [line for line in texts["table"].splitlines() if line.startswith("node-")]
-    assert rows and all(line.split()[5:10] == ["-"] * 5 for line in rows), rows
+    assert_no_latency_columns(texts["table"])
     assert "0.00ms" not in texts["table"] + texts["wide"]
     assert "mean=- p99=- max=-" in texts["junit"]
+    assert wait_clean(local_cluster, ns) == []
+
+    # HTTP too: the kube-dns Service's metrics port, without endpoints, is rejected.
+    url = f"http://{local_cluster.dns_ip}:9153/metrics"
+    proc = kdoctor(local_cluster, "http", url, *LOAD, "-n", ns, "-o", "json")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = report(proc)
+    for e in doc["report"]["latestRoundReport"]:
+        [d] = e["taskAppHealthy"]["roundTaskDetail"]
+        m = d["requestTargetMetrics"]
+        assert m["successCounts"] == 0 and m["latenciesInUs"] is None
+        # refused by kube-proxy's reject rule (a first connect may time out instead)
+        assert "10 of 10 failed: " in d["reasonsForFailure"], d
+        assert "Connection refused" in d["reasonsForFailure"], d
+    texts = every_format(doc)
+    for output, text in texts.items():
+        assert "10 of 10 failed: " in text and "Connection refused" in text, output
+    assert_no_latency_columns(texts["table"])
     assert wait_clean(local_cluster, ns) == []
 
 
