@@ -49,6 +49,7 @@ from kubectl_kdoctor.engine.stats import (
     TLS,
     TRUNCATED,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context
 
@@ -314,14 +315,14 @@ class DnsExecutor:
                 )
                 return
             if now > q[2]:
-                self.fail(q, TIMEOUT, f"no reply within {self.timeout:g}s")
+                self.fail(q, TIMEOUT, late_read(now - q[0], self.timeout))
                 return
             self.resent += 1  # TC=1 and --tc-fallback: ask again over TCP, as a resolver does
             self._fallback().send(q)
             self.fallback_flush()
             return
         if now > q[2]:  # read after its deadline (the loop was busy): too late to count
-            self.fail(q, TIMEOUT, f"no reply within {self.timeout:g}s")
+            self.fail(q, TIMEOUT, late_read(now - q[0], self.timeout))
             return
         self.inflight -= 1
         rcode = data[3] & 0x0F

@@ -32,6 +32,7 @@ from kubectl_kdoctor.engine.stats import (
     TIMEOUT,
     TLS,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context, server_name
 
@@ -300,7 +301,7 @@ class HttpExecutor:
         if req.done:
             return
         if now > req.deadline:  # read after its deadline (the loop was busy): too late
-            self.fail(req, TIMEOUT, f"no complete response within {self.timeout:g}s")
+            self.fail(req, TIMEOUT, late_read(now - req.intended, self.timeout))
             return
         req.done = True
         self.inflight -= 1

@@ -26,6 +26,7 @@ from kubectl_kdoctor.engine.stats import (
     TIMEOUT,
     TLS,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context, server_name
 
@@ -129,7 +130,7 @@ class Http2Executor:
             return
         now = _perf()
         if now > deadline:
-            self._fail(TIMEOUT, f"no complete response within {self.timeout:g}s")
+            self._fail(TIMEOUT, late_read(now - intended, self.timeout))
             return
         self.inflight -= 1
         self.stats.bytes_out += self.bytes_out

@@ -172,7 +172,7 @@ class TargetStats:
         ranked = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))
         for cls, count in ranked[:limit]:
             sample = self.error_samples.get(cls, cls)
-            text = sample if cls in sample.lower() or cls == TIMEOUT else f"{cls}: {sample}"
+            text = sample if cls.lower() in sample.lower() or cls == TIMEOUT else f"{cls}: {sample}"
             parts.append(f"{count} x {text}")
         if len(ranked) > limit:
             parts.append(f"{sum(v for _, v in ranked[limit:])} x other")
@@ -240,6 +240,14 @@ class TargetStats:
                 v = dict(v)
             kwargs[f.name] = v
         return cls(**kwargs)
+
+
+def late_read(elapsed: float, timeout: float) -> str:
+    """The detail of an answer read after its deadline: the generator itself was busy."""
+    return (
+        f"answer read {elapsed:.3f}s after its intended send, past the {timeout:g}s timeout "
+        "(this process was busy: see the send lag)"
+    )
 
 
 def _add_counts(into: dict[str, int], other: Mapping[str, int]) -> None:
