@@ -53,6 +53,8 @@ def refuse_inexpressible(inv: Invocation, given: set[str]) -> None:
         ("--key", "kdoctor takes TLS material only from a Secret (use -f with tlsSecretName)"),
         ("--start-timeout", "the kdoctor controller starts its agents"),
         ("--tls-server-name", "kdoctor never verifies a DNS server's certificate"),
+        ("--tc-fallback", "kdoctor has no setting for truncated UDP replies"),
+        ("--require-all-nodes", "kdoctor's controller places its own agents"),
     ]
     if t.kind == DNS:
         checks.append(("--cacert", "kdoctor never verifies a DNS server's certificate"))

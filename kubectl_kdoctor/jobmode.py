@@ -158,6 +158,22 @@ def cluster_dns(kube: Kube) -> str:
     return str(ip)
 
 
+def cluster_dns_hints(kube: Kube, task: Task, run: RunResult) -> None:
+    """A failed run against the cluster DNS: say when its Service has no ready endpoints."""
+    if task.kind != DNS or task.dns is None or task.dns.server or run.passed:
+        return
+    from kubectl_kdoctor.kube.discovery import ready_endpoints
+
+    found = ready_endpoints(kube, "kube-system", "kube-dns")
+    if found is not None and found[0] == 0:
+        total = found[1]
+        run.cluster_hints.append(
+            "the kube-dns Service (kube-system) has no ready endpoints"
+            + (f" ({total} not ready)" if total else "")
+            + " - the cluster DNS (CoreDNS) is down or scaled to zero"
+        )
+
+
 def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
     task = inv.task
     tolerations = [t.to_k8s() for t in inv.placement.tolerations]
@@ -220,6 +236,7 @@ def plan(kube: Kube, inv: Invocation, name: str) -> Plan:
         secret=bool(secret_data),
         peer_plan=plan_of_peers,
         run_id=run_id,
+        skipped=dict(skipped),
     )
     config_size = len(to_json(config).encode()) + sum(len(v) for v in secret_data.values())
     if config_size > MAX_CONFIG_BYTES:
@@ -645,6 +662,7 @@ def load_run(kube: Kube, namespace: str, name: str) -> RunResult:
         expect=cfg.task.expect,
         rounds_expected=cfg.task.rounds,
         expected_nodes=[n.name for n in cfg.nodes],
+        skipped_nodes=dict(cfg.skipped),
         mode="job",
         finished=done or len(reports) >= len(cfg.nodes),
     )
@@ -696,7 +714,9 @@ def run_job_mode(kube: Kube, inv: Invocation, name: str, ui: UI) -> RunResult | 
                 f"run {p.name} created in namespace {p.namespace}; see: kubectl kdoctor report {p.name}\n"
             )
             return None
-        return watch_run(kube, p, ui, inv.control.start_timeout)
+        result = watch_run(kube, p, ui, inv.control.start_timeout)
+        cluster_dns_hints(kube, inv.task, result)
+        return result
     except KeyboardInterrupt:
         if job is None:  # interrupted while creating: create() removed what it had made,
             _remove(kube, p, None, [])  # and a Job created just before the signal goes too

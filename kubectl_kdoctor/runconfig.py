@@ -71,6 +71,7 @@ class AgentConfig:
         default_factory=dict
     )  # node -> peers (sampling)
     run_id: str = ""  # the run id label (manifests.RUN_ID) the agent puts on its report
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # node -> why no agent
 
     @property
     def expected(self) -> int:
@@ -207,6 +208,7 @@ def to_json(cfg: AgentConfig) -> str:
             "secret": cfg.secret,
             "peerPlan": cfg.peer_plan,
             "runId": cfg.run_id,
+            "skippedNodes": cfg.skipped,
         },
         indent=1,
     )
@@ -229,6 +231,7 @@ def from_json(text: str) -> AgentConfig:
         secret=bool(d.get("secret")),
         peer_plan={k: list(v) for k, v in (d.get("peerPlan") or {}).items()},
         run_id=str(d.get("runId") or ""),
+        skipped={str(k): str(v) for k, v in (d.get("skippedNodes") or {}).items()},
     )
 
 

@@ -76,6 +76,7 @@ class Expect:
     success_rate: float = 1.0
     mean_delay: float | None = None  # seconds
     p99: float | None = None  # seconds
+    all_nodes: bool = False  # --require-all-nodes: a skipped node fails the run
 
 
 @dataclasses.dataclass(frozen=True)

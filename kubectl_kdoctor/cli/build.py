@@ -46,6 +46,7 @@ FLAG_OF = {
 
 CLUSTER_ONLY = {
     "nodes": "--node",
+    "require_all_nodes": "--require-all-nodes",
     "node_selector": "--node-selector",
     "tolerations": "--tolerate",
     "host_network": "--host-network",
@@ -184,6 +185,7 @@ def build(kind: str, p: dict[str, Any]) -> Invocation:
         p99=v.duration(p["expect_p99"], "--expect-p99")
         if p.get("expect_p99") is not None
         else be.p99,
+        all_nodes=bool(p.get("require_all_nodes")) or be.all_nodes,
     )
 
     # --- the kind's target -------------------------------------------------------------
@@ -406,6 +408,11 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         if p.get("expect_rcode")
         else (b.expect_rcode if b else "NOERROR")
     )
+    tc_fallback = bool(p.get("tc_fallback")) or (b.tc_fallback if b else False)
+    if p.get("tc_fallback") and protocol != "udp":
+        raise InputError(
+            f"needs --protocol udp (TC is a UDP matter; got {protocol})", "--tc-fallback"
+        )
     cacert = (
         v.pem_file(p["cacert"], "--cacert", "certificate") if p.get("cacert") is not None else None
     )
@@ -432,6 +439,7 @@ def _dns(p: dict[str, Any], base: Task | None, local: bool) -> DnsSpec:
         insecure=insecure or (b.insecure if b and not cacert else False),
         cacert=cacert or (b.cacert if b else None),
         tls_name=tls_name or (b.tls_name if b else None),
+        tc_fallback=tc_fallback,
     )
 
 

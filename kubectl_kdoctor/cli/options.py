@@ -81,6 +81,12 @@ load_options = _stack(
     ),
     click.option("--expect-mean-delay", metavar="D", help="Maximum mean latency (e.g. 50ms)."),
     click.option("--expect-p99", metavar="D", help="Maximum p99 latency (e.g. 100ms)."),
+    click.option(
+        "--require-all-nodes",
+        is_flag=True,
+        default=None,
+        help="Fail (exit 1) when a node is skipped (NotReady, cordoned, tainted, ...).",
+    ),
 )
 
 placement_options = _stack(

@@ -138,6 +138,13 @@ def http(**params: Any) -> int:
     default=None,
     help="DNS over TLS: do not verify the server certificate.",
 )
+@click.option(
+    "--tc-fallback",
+    is_flag=True,
+    default=None,
+    help="Retry a truncated (TC=1) UDP reply over TCP, as a resolver does, and count that "
+    "answer. [default: a truncated reply is a failure, 'truncated (TC)']",
+)
 @local_option
 @load_options
 @placement_options

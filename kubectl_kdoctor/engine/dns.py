@@ -7,8 +7,10 @@ parses a reply fully only for the first answer (kept as a sample) or to describe
 
 - ``udp``: several connected sockets, used in turn, so queries leave from several source
   ports (and spread over servers behind a load balancer). A reply with TC=1 is counted in
-  ``stats.truncated`` and the query is retried over TCP, as a resolver would; its latency
-  includes the retry. ICMP port unreachable ends a query as ``connection refused``.
+  ``stats.truncated`` and, by default, ends the query as ``truncated (TC)``; with
+  ``DnsSpec.tc_fallback`` the query is asked again over TCP, as a resolver would, and the TCP
+  answer counts (its latency includes the UDP attempt). ICMP port unreachable ends a query
+  as ``connection refused``.
 - ``tcp`` / ``tls``: one (or a few) persistent connections; queries are pipelined,
   length-prefixed, written once per pacer burst and matched by id. A closed connection is
   reopened and its unanswered queries re-sent once. DoT verifies the server certificate
@@ -46,7 +48,9 @@ from kubectl_kdoctor.engine.stats import (
     RESOLVE,
     TIMEOUT,
     TLS,
+    TRUNCATED,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context
 
@@ -197,7 +201,9 @@ class DnsExecutor:
 
     def send(self, intended: float, sent: float) -> None:
         self.inflight += 1
-        q = (intended, sent, sent + self.timeout, False)
+        # The deadline counts from the intended send time, as latency does: no success is
+        # ever slower than the timeout (docs/verdicts.md).
+        q = (intended, sent, intended + self.timeout, False)
         if self.broken is not None:
             self.unsent += 1
             self.fail(q, *self.broken)
@@ -299,10 +305,25 @@ class DnsExecutor:
             self.fail(q, PROTOCOL, f"reply does not match the query: {describe_reply(data)}")
             return
         elif flags & 0x02 and udp:
-            self.stats.truncated += 1  # TC=1: ask again over TCP, as a resolver would
-            self.resent += 1
+            self.stats.truncated += 1
+            if not self.spec.tc_fallback:
+                self.fail(
+                    q,
+                    TRUNCATED,
+                    "truncated (TC) reply over UDP: the answer does not fit, or the server "
+                    "rate-limits (RRL slip); --tc-fallback retries over TCP",
+                    "TC",
+                )
+                return
+            if now > q[2]:
+                self.fail(q, TIMEOUT, late_read(now - q[0], self.timeout))
+                return
+            self.resent += 1  # TC=1 and --tc-fallback: ask again over TCP, as a resolver does
             self._fallback().send(q)
             self.fallback_flush()
+            return
+        if now > q[2]:  # read after its deadline (the loop was busy): too late to count
+            self.fail(q, TIMEOUT, late_read(now - q[0], self.timeout))
             return
         self.inflight -= 1
         rcode = data[3] & 0x0F
@@ -331,12 +352,14 @@ class DnsExecutor:
 
     def udp_error(self, chan: UdpChannel, exc: Exception) -> None:
         cls = classify(exc)
+        detail = describe(exc)
         if cls == REFUSED:
             chan.refused = True
+            detail = "ICMP port unreachable from the server"
         # The error belongs to one datagram; end the oldest query in flight on that socket.
         for qid, q in chan.inflight.items():
             del chan.inflight[qid]
-            self.fail(q, cls, describe(exc))
+            self.fail(q, cls, detail)
             break
 
     def _fallback(self) -> StreamChannel:
@@ -365,9 +388,9 @@ class DnsExecutor:
             s.send(q)
             s.flush()
 
-    def fail(self, q: Query, cls: str, detail: str) -> None:
-        """End ``q`` (already out of flight) without an answer."""
+    def fail(self, q: Query, cls: str, detail: str, code: str = "0") -> None:
+        """End ``q`` (already out of flight) without a usable answer."""
         self.inflight -= 1
-        self.stats.failed(cls, detail)
+        self.stats.failed(cls, detail, code)
         if self.on_complete is not None:
             self.on_complete()

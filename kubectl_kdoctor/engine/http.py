@@ -5,7 +5,8 @@ The request is serialised once and written as-is on every send, on a connection 
 used first) or opens a new one, up to the in-flight cap. Redirects are not followed: a 3xx is
 a status like any other. A reused connection that the server closed before answering is
 retried once on a fresh one (the keep-alive race); other transport failures end the request
-with their class (see ``engine.neterrors``). Timeouts count from the actual send; the host
+with their class (see ``engine.neterrors``). Timeouts count from the intended send time, as
+latency does (connect, queueing for a connection and the response all count); the host
 name is resolved once, when the executor opens.
 
 HTTP/2 is served by ``engine.http2`` (httpx); ``make_http_executor`` picks one.
@@ -31,6 +32,7 @@ from kubectl_kdoctor.engine.stats import (
     TIMEOUT,
     TLS,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context, server_name
 
@@ -137,7 +139,9 @@ class HttpExecutor:
     # --- Executor ----------------------------------------------------------------------
 
     def send(self, intended: float, sent: float) -> None:
-        req = Request(intended, sent, sent + self.timeout)
+        # The deadline counts from the intended send time, as latency does: no success is
+        # ever slower than the timeout (docs/verdicts.md).
+        req = Request(intended, sent, intended + self.timeout)
         self.inflight += 1
         if self.broken is not None:
             self.fail(req, *self.broken)
@@ -295,6 +299,9 @@ class HttpExecutor:
 
     def complete(self, req: Request, status: int, nbytes: int, now: float) -> None:
         if req.done:
+            return
+        if now > req.deadline:  # read after its deadline (the loop was busy): too late
+            self.fail(req, TIMEOUT, late_read(now - req.intended, self.timeout))
             return
         req.done = True
         self.inflight -= 1

@@ -26,6 +26,7 @@ from kubectl_kdoctor.engine.stats import (
     TIMEOUT,
     TLS,
     TargetStats,
+    late_read,
 )
 from kubectl_kdoctor.engine.tls import client_context, server_name
 
@@ -104,21 +105,33 @@ class Http2Executor:
 
     async def _one(self, intended: float, sent: float) -> None:
         assert self.client is not None
+        # httpx's timeout bounds each phase (connect, write, read, pool), not the whole
+        # request: the total is bounded here, from the intended send time as latency is.
+        deadline = intended + self.timeout
         try:
-            r = await self.client.request(
-                self.method,
-                self.spec.url,
-                headers=self.headers,
-                content=self.spec.body or None,
-                extensions=self.extensions or None,
+            r = await asyncio.wait_for(
+                self.client.request(
+                    self.method,
+                    self.spec.url,
+                    headers=self.headers,
+                    content=self.spec.body or None,
+                    extensions=self.extensions or None,
+                ),
+                max(0.0, deadline - _perf()),
             )
         except asyncio.CancelledError:
             self._fail(*self.aborted)
             raise
+        except TimeoutError:
+            self._fail(TIMEOUT, f"no complete response within {self.timeout:g}s")
+            return
         except Exception as e:
             self._fail(classify_httpx(e), describe(e))
             return
         now = _perf()
+        if now > deadline:
+            self._fail(TIMEOUT, late_read(now - intended, self.timeout))
+            return
         self.inflight -= 1
         self.stats.bytes_out += self.bytes_out
         code = str(r.status_code)

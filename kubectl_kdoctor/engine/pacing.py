@@ -13,8 +13,10 @@ send would be more than ``max(timeout, MIN_MAX_LAG)`` late (``BEHIND``). After t
 send the pacer keeps ticking, expiring timed-out requests, until nothing is in flight.
 
 Timeouts are judged against the time of the previous wake-up, not the current one: the loop
-has polled the sockets since then, so an answer that arrived in time has been read before
-its request is declared timed out, even when this process was stalled or descheduled.
+has polled the sockets since then, so an answer waiting in a socket is read before its
+request is declared timed out. The deadline is ``intended + timeout``, as latency is measured:
+an answer read after it (this process was stalled or descheduled) is a timeout whose reason
+says that this process was busy, never a success slower than the timeout.
 
 Closed loop (``Load.concurrency > 0``, for benchmarks): keep that many requests in flight
 and send the next as soon as one ends, for ``duration`` seconds; intended = actual send time.

@@ -164,6 +164,9 @@ class DnsSpec:
     cacert: str | None = None  # DoT: PEM file of the CA to verify the server against
     tls_name: str | None = None  # DoT: name to verify the certificate for (default: server)
     sockets: int = 0  # UDP sockets (source ports) or TCP/TLS connections; 0 = 8 UDP / 1 stream
+    # A UDP reply with TC=1: False = a failure of its own class (``truncated (TC)``);
+    # True = ask again over TCP, as a resolver does, and count the TCP answer.
+    tc_fallback: bool = False
 
     @property
     def server_address(self) -> str:

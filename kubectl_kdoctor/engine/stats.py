@@ -29,6 +29,7 @@ RESOLVE = "name resolution"  # the target's host name did not resolve
 BAD_STATUS = "unexpected status"  # HTTP status not matching --expect-status
 BAD_RCODE = "unexpected rcode"  # DNS rcode not matching --expect-rcode
 PROTOCOL = "protocol error"  # malformed answer, id mismatch that never resolved, ...
+TRUNCATED = "truncated (TC)"  # DNS: a UDP reply with TC=1 (too large, or RRL "slip")
 OVERLOAD = "not sent (in-flight cap)"  # the generator skipped a send: too many in flight
 BEHIND = "not sent (generator behind)"  # the generator fell further behind than it may catch up
 OTHER = "other error"
@@ -43,6 +44,7 @@ ERROR_CLASSES = (
     BAD_STATUS,
     BAD_RCODE,
     PROTOCOL,
+    TRUNCATED,
     OVERLOAD,
     BEHIND,
     OTHER,
@@ -72,7 +74,7 @@ class TargetStats:
     codes: dict[str, int] = dataclasses.field(default_factory=dict)  # "200" / "NOERROR" / "0"
     bytes_in: int = 0
     bytes_out: int = 0
-    truncated: int = 0  # DNS: UDP replies with TC set (then retried over TCP)
+    truncated: int = 0  # DNS: UDP replies with TC set (failures, or retried with tc_fallback)
     latency: Histogram = dataclasses.field(default_factory=Histogram)
     service: Histogram = dataclasses.field(default_factory=Histogram)
     send_lag: Histogram = dataclasses.field(default_factory=Histogram)
@@ -163,6 +165,19 @@ class TargetStats:
         cls = max(self.errors, key=lambda c: self.errors[c])
         return self.error_samples.get(cls, cls)
 
+    def failure_summary(self, limit: int = 4) -> str:
+        """Every failure class with its count and first message, most frequent first:
+        ``"95 x no reply within 1s, 5 x connection refused: ICMP port unreachable"``."""
+        parts = []
+        ranked = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        for cls, count in ranked[:limit]:
+            sample = self.error_samples.get(cls, cls)
+            text = sample if cls.lower() in sample.lower() or cls == TIMEOUT else f"{cls}: {sample}"
+            parts.append(f"{count} x {text}")
+        if len(ranked) > limit:
+            parts.append(f"{sum(v for _, v in ranked[limit:])} x other")
+        return ", ".join(parts)
+
     # --- merging and wire form -------------------------------------------------------
 
     def merge(self, other: TargetStats) -> TargetStats:
@@ -225,6 +240,14 @@ class TargetStats:
                 v = dict(v)
             kwargs[f.name] = v
         return cls(**kwargs)
+
+
+def late_read(elapsed: float, timeout: float) -> str:
+    """The detail of an answer read after its deadline: the generator itself was busy."""
+    return (
+        f"answer read {elapsed:.3f}s after its intended send, past the {timeout:g}s timeout "
+        "(this process was busy: see the send lag)"
+    )
 
 
 def _add_counts(into: dict[str, int], other: Mapping[str, int]) -> None:

@@ -294,3 +294,25 @@ def api_endpoints(kube: Kube) -> list[str]:
             for addr in ep.addresses or []:
                 out.append(f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}")
     return out
+
+
+def ready_endpoints(kube: Kube, namespace: str, service: str) -> tuple[int, int] | None:
+    """(ready, total) endpoints of a Service, from its EndpointSlices; None when they cannot
+    be read (no permission, API error): a hint, never a reason to fail."""
+    from kubectl_kdoctor.errors import ClusterError
+
+    try:
+        with api_errors(f"list the EndpointSlices of Service {namespace}/{service}"):
+            slices = kube.discovery.list_namespaced_endpoint_slice(
+                namespace, label_selector=f"kubernetes.io/service-name={service}", **kube.kw()
+            ).items
+    except ClusterError:
+        return None
+    total = ready = 0
+    for sl in slices:
+        for ep in sl.endpoints or []:
+            total += 1
+            cond = ep.conditions
+            if cond is None or cond.ready is None or cond.ready:  # unset means ready
+                ready += 1
+    return ready, total

@@ -13,14 +13,27 @@ merged across rounds:
 - only the Ingress fails / only the LoadBalancer fails          -> the ingress controller / LB
 - secondary-interface (multus) cells to a node fail, pod IP ok  -> that node's secondary network
 
+For dns and http targets (``target_hints``), per target:
+
+- some queries answered at normal latency (p99 under half the timeout), the rest never
+  answered (or answered TC=1)                                   -> server-side rate limiting
+- every UDP reply truncated (TC=1), nothing else                -> the answer is too large for
+                                                                   UDP, or RRL slips every one
+
+and what the CLI learnt from the API (``RunResult.cluster_hints``), e.g. that the cluster DNS
+Service has no ready endpoints.
+
 Hints are hints: they state the pattern they saw, so a reader can check it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
+from kubectl_kdoctor.engine.stats import TIMEOUT, TRUNCATED
 from kubectl_kdoctor.report.model import RunResult, TargetResult, merge_targets
+from kubectl_kdoctor.task import DNS, NETREACH
 
 Cell = tuple[str, str, str, str]  # source, path, family, destination ("*" for LB/Ingress)
 
@@ -129,5 +142,65 @@ def hints(run: RunResult) -> list[str]:
         if _all_fail(mul) and pod and all(pod):
             out.append(
                 f"{x}: its pod IP answers but its secondary interface does not - its secondary (multus) network"
+            )
+    return out
+
+
+def all_hints(run: RunResult) -> list[str]:
+    """Every hint of a run: the netreach matrix's or the targets', then the API's."""
+    found = hints(run) if run.kind == NETREACH else target_hints(run)
+    return found + [h for h in run.cluster_hints if h not in found]
+
+
+def _timeout_ms(spec: dict[str, Any]) -> float | None:
+    request = spec.get("request") if isinstance(spec, dict) else None
+    value = request.get("perRequestTimeoutInMS") if isinstance(request, dict) else None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def target_hints(run: RunResult) -> list[str]:
+    out: list[str] = []
+    if run.kind != DNS:
+        return out
+    timeout_ms = _timeout_ms(run.spec)
+    normal_ms = timeout_ms / 2 if timeout_ms else 250.0
+    for n in run.merged_by_node():
+        for t in n.targets:
+            s = t.stats
+            where = f"{n.node} {s.name}"
+            sent = s.requests - s.skipped
+            tc = s.errors.get(TRUNCATED, 0)
+            lost = s.errors.get(TIMEOUT, 0)
+            if sent <= 0 or t.passed:
+                continue
+            if tc and tc == sent:
+                out.append(
+                    f"{where}: every UDP reply came truncated (TC=1) - the answer does not fit "
+                    "in 512 bytes (queries carry no EDNS), or the server rate-limits every query "
+                    "(RRL 'slip'); --tc-fallback retries over TCP as a resolver does, or use "
+                    "--protocol tcp"
+                )
+                continue
+            answered = s.success
+            rest = sent - answered
+            if not answered or not rest or lost + tc != rest:
+                continue
+            p99_ms = s.latency.percentile(0.99) / 1000 if s.latency.n else 0.0
+            if p99_ms > normal_ms:
+                continue
+            how = (
+                "never answered"
+                if not tc
+                else (
+                    "answered truncated (TC=1, RRL 'slip')"
+                    if not lost
+                    else "never answered or answered truncated (TC=1, RRL 'slip')"
+                )
+            )
+            out.append(
+                f"{where}: {answered} of {sent} queries answered at normal latency "
+                f"(p99 {p99_ms:.2f}ms), the other {rest} {how} - the server likely rate-limits "
+                "(response rate limiting); lower --qps, or query from more source addresses"
+                + ("; --tc-fallback retries TC replies over TCP as a resolver does" if tc else "")
             )
     return out

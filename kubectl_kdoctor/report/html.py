@@ -29,7 +29,10 @@ ul.fail li{margin:2px 0}
 def _cls(t: TargetResult) -> str:
     if not t.passed:
         return "bad"
-    p99 = t.latencies_ms()["p99"]
+    lat = t.latencies_ms()
+    if lat is None:
+        return "bad"  # a passing target always has answers
+    p99 = lat["p99"]
     return "ok0" if p99 < 5 else "ok1" if p99 < 50 else "ok2"
 
 
@@ -37,14 +40,20 @@ def _cell(t: TargetResult | None) -> str:
     if t is None:
         return '<td class="cell none">-</td>'
     lat = t.latencies_ms()
+    figures = (
+        f"p50 {lat['p50']:.2f}ms p99 {lat['p99']:.2f}ms max {lat['max']:.2f}ms"
+        if lat
+        else "no answer in time: no latency"
+    )
     tip = h.escape(
         f"{t.stats.name}\nrequests {t.stats.requests}, success {t.stats.success_rate:.2%}\n"
-        f"p50 {lat['p50']:.2f}ms p99 {lat['p99']:.2f}ms max {lat['max']:.2f}ms"
+        + figures
         + ("" if t.passed else "\n" + "; ".join(t.verdict.reasons))
     )
+    p99 = f"p99 {lat['p99']:.1f}ms" if lat else "p99 -"
     return (
         f'<td class="cell {_cls(t)}" title="{tip}">{t.stats.success_rate:.0%}<br>'
-        f"<small>p99 {lat['p99']:.1f}ms</small></td>"
+        f"<small>{p99}</small></td>"
     )
 
 
@@ -121,14 +130,17 @@ def _summary_rows(run: RunResult) -> Iterable[str]:
             yield (
                 f"<tr><td class='l'>{h.escape(n.node)}</td><td class='l'>{h.escape(t.stats.name)}</td>"
                 f"<td>{t.stats.requests}</td><td>{t.stats.success_rate:.2%}</td>"
-                + "".join(f"<td>{lat[k]:.2f}</td>" for k in ("mean", "p50", "p90", "p99", "max"))
+                + "".join(
+                    f"<td>{lat[k]:.2f}</td>" if lat else "<td>-</td>"
+                    for k in ("mean", "p50", "p90", "p99", "max")
+                )
                 + f"<td>{verdict}</td></tr>"
             )
 
 
 def html(run: RunResult) -> str:
     verdict = "pass" if run.passed else "fail"
-    failures = []
+    failures = run.skipped_failures()
     for r, nodes in sorted(run.missing_nodes().items()):
         failures += [f"{n}: never reported (round {r})" for n in nodes]
     for n in run.merged_by_node():
@@ -156,6 +168,24 @@ def html(run: RunResult) -> str:
         body.append(
             "<h2>Failures</h2><ul class='fail'>"
             + "".join(f"<li>{h.escape(f)}</li>" for f in failures)
+            + "</ul>"
+        )
+    from kubectl_kdoctor.report.hints import all_hints
+
+    found = all_hints(run)
+    if found:
+        body.append(
+            "<h2>Likely culprits</h2><ul class='hint'>"
+            + "".join(f"<li>{h.escape(x)}</li>" for x in found)
+            + "</ul>"
+        )
+    if run.skipped_nodes:
+        body.append(
+            "<h2>Skipped nodes</h2><ul class='skip'>"
+            + "".join(
+                f"<li>{h.escape(node)}: {h.escape(why)}</li>"
+                for node, why in sorted(run.skipped_nodes.items())
+            )
             + "</ul>"
         )
     hists = "".join(_svg(t) for n in run.merged_by_node() for t in n.targets)

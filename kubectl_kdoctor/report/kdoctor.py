@@ -93,12 +93,13 @@ def to_report_envelope(run: RunResult) -> dict[str, Any]:
         out["status"]["notes"] = list(run.notes)
     if run.peer_plan:
         out["status"]["sampledPeers"] = {k: list(v) for k, v in run.peer_plan.items()}
-    if run.kind == NETREACH:
-        from kubectl_kdoctor.report.hints import hints
+    from kubectl_kdoctor.report.hints import all_hints
 
-        found = hints(run)
-        if found:
-            out["status"]["hints"] = found
+    found = all_hints(run)
+    if found:
+        out["status"]["hints"] = found
+    if run.cluster_hints:
+        out["status"]["clusterFindings"] = list(run.cluster_hints)
     return out
 
 
@@ -127,6 +128,8 @@ def _expect_dict(e: Expect) -> dict[str, Any]:
         out["meanDelayInMs"] = e.mean_delay * 1000
     if e.p99 is not None:
         out["p99InMs"] = e.p99 * 1000
+    if e.all_nodes:
+        out["requireAllNodes"] = True
     return out
 
 
@@ -169,7 +172,12 @@ def node_to_dict(kind: str, n: NodeResult) -> dict[str, Any]:
 
 
 def _latency_block(t: TargetResult) -> dict[str, float]:
+    """kdoctor's ``latencies``: its fields are required numbers, and kdoctor itself writes 0
+    for every one when no request succeeded (``stats.Mean`` of nothing is 0); we do the same
+    there, so its readers read ours. Our own ``latenciesInUs`` is null then."""
     lat = t.latencies_ms()
+    if lat is None:
+        return dict.fromkeys(LATENCY_KEYS, 0.0)
     return {
         "p50InMs": round(lat["p50"], 3),
         "p90InMs": round(lat["p90"], 3),
@@ -181,7 +189,17 @@ def _latency_block(t: TargetResult) -> dict[str, float]:
     }
 
 
-def _us_block(h: Any) -> dict[str, int]:
+LATENCY_KEYS = ("p50InMs", "p90InMs", "p95InMs", "p99InMs", "maxInMs", "minInMs", "meanInMs")
+
+
+def _mean_delay(t: TargetResult) -> float:
+    lat = t.latencies_ms()
+    return round(lat["mean"], 3) if lat else 0.0  # kdoctor's convention (see _latency_block)
+
+
+def _us_block(h: Any) -> dict[str, int] | None:
+    if not h.n:
+        return None  # nothing measured: absent, never 0
     return {
         "min": h.min,
         "mean": round(h.mean),
@@ -236,7 +254,7 @@ def _detail(kind: str, t: TargetResult) -> dict[str, Any]:
             "protocol": s.method,
             "requestSucceed": t.passed,
             "reasonsForFailure": reason,
-            "requestMeanDelay": round(t.latencies_ms()["mean"], 3),
+            "requestMeanDelay": _mean_delay(t),
             "requestSucceedRate": round(s.success_rate, 6),
             "requestTargetMetrics": metrics,
         }
@@ -249,7 +267,7 @@ def _detail(kind: str, t: TargetResult) -> dict[str, Any]:
             "url": s.url,
             "method": s.method,
             "requestSucceed": t.passed,
-            "requestMeanDelay": round(t.latencies_ms()["mean"], 3),
+            "requestMeanDelay": _mean_delay(t),
             "requestSucceedRate": round(s.success_rate, 6),
             "requestTargetMetrics": metrics,
         }
@@ -286,6 +304,7 @@ def _expect_from(status: Mapping[str, Any], spec: Mapping[str, Any]) -> Expect:
             float(e.get("successRate", 1.0)),
             e["meanDelayInMs"] / 1000 if e.get("meanDelayInMs") is not None else None,
             e["p99InMs"] / 1000 if e.get("p99InMs") is not None else None,
+            bool(e.get("requireAllNodes", False)),
         )
     se = spec.get("expect") or {}
     mean = se.get("meanAccessDelayInMs")
@@ -315,6 +334,7 @@ def _from_current(doc: Mapping[str, Any], expect: Expect | None) -> RunResult:
         missing={int(k): list(v) for k, v in (status.get("notReportedNodes") or {}).items()},
         notes=list(status.get("notes") or []),
         peer_plan={k: list(v) for k, v in (status.get("sampledPeers") or {}).items()},
+        cluster_hints=[str(x) for x in status.get("clusterFindings") or []],
     )
     rep = doc.get("report") or {}
     entries = list(rep.get("previousRoundReports") or []) + list(rep.get("latestRoundReport") or [])
@@ -427,7 +447,7 @@ def _target_from(kind: str, d: Mapping[str, Any], expect: Expect) -> TargetResul
     if kind == DNS:
         stats.extra["domain"] = _get(m, "domain", "TargetDomain", default="")
     lat = _get(m, "latencies", "Latencies", default={}) or {}
-    figures = {
+    figures: dict[str, float] | None = {
         "p50": float(_get(lat, "p50InMs", "P50InMs", "P50_inMs", default=0)),
         "p90": float(_get(lat, "p90InMs", "P90InMs", "P90_inMs", default=0)),
         "p95": float(_get(lat, "p95InMs", "P95InMs", "P95_inMs", default=0)),
@@ -444,6 +464,8 @@ def _target_from(kind: str, d: Mapping[str, Any], expect: Expect) -> TargetResul
             )
         ),
     }
+    if ok == 0:
+        figures = None  # kdoctor writes 0 for every latency when nothing succeeded
     passed = bool(_get(d, "requestSucceed", "Succeed", default=True))
     reason = _get(d, "failureReason", "reasonsForFailure", "FailureReason")
     verdict = Verdict(

@@ -33,11 +33,12 @@ class TargetResult:
     def passed(self) -> bool:
         return self.verdict.passed
 
-    def latencies_ms(self) -> dict[str, float]:
-        """min, mean, p50, p90, p95, p99, max in milliseconds."""
+    def latencies_ms(self) -> dict[str, float] | None:
+        """min, mean, p50, p90, p95, p99, max in milliseconds; None when nothing was
+        answered in time (no latency to show: ``-`` / null, never 0)."""
         h = self.stats.latency
-        if h.n == 0 and self.figures:
-            return dict(self.figures)
+        if h.n == 0:
+            return dict(self.figures) if self.figures else None
         out = {"min": h.min / 1000, "mean": h.mean / 1000}
         for key, q in PERCENTILES:
             out[key] = h.percentile(q) / 1000
@@ -85,6 +86,7 @@ class RunResult:
     finished: bool = True
     notes: list[str] = dataclasses.field(default_factory=list)
     peer_plan: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # sampled pairs
+    cluster_hints: list[str] = dataclasses.field(default_factory=list)  # learnt from the API
 
     # --- derived views ----------------------------------------------------------------
 
@@ -110,7 +112,18 @@ class RunResult:
     def passed(self) -> bool:
         if not self.nodes:
             return False
+        if self.expect.all_nodes and self.skipped_nodes:
+            return False  # --require-all-nodes
         return all(n.passed for n in self.nodes) and not self.missing_nodes()
+
+    def skipped_failures(self) -> list[str]:
+        """Skipped nodes as failures, when --require-all-nodes asked for every node."""
+        if not self.expect.all_nodes:
+            return []
+        return [
+            f"{node}: skipped ({why}) and --require-all-nodes is set"
+            for node, why in sorted(self.skipped_nodes.items())
+        ]
 
     def merged_by_node(self) -> list[NodeResult]:
         """One NodeResult per node with every target merged across rounds (exact)."""

@@ -44,7 +44,9 @@ def _render_whole(run: RunResult, output: str) -> str:
     return table(run, wide=output == "wide")
 
 
-def _ms(value: float) -> str:
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"  # nothing answered in time: no latency, not 0
     if value >= 1000:
         return f"{value / 1000:.2f}s"
     if value >= 10:
@@ -68,21 +70,31 @@ def headline(run: RunResult) -> str:
     )
     if missing:
         text += f", {len({n for v in missing.values() for n in v})} node(s) never reported"
+    if run.skipped_nodes:
+        skipped = sorted(run.skipped_nodes.items())
+        named = ", ".join(f"{k}: {_short(v)}" for k, v in skipped[:3])
+        more = f", +{len(skipped) - 3} more" if len(skipped) > 3 else ""
+        text += f", {len(skipped)} skipped ({named}{more})"
     return text
+
+
+def _short(reason: str) -> str:
+    """The first word of a skip reason (``NotReady (KubeletNotReady)`` -> ``NotReady``)."""
+    return reason.split(" ", 1)[0]
 
 
 def _row(t: TargetResult) -> list[str]:
     s = t.stats
-    lat = t.latencies_ms()
+    lat = t.latencies_ms() or {}
     return [
         str(s.requests),
         f"{s.tps:.1f}",
         _pct(s.success_rate),
-        _ms(lat["mean"]),
-        _ms(lat["p50"]),
-        _ms(lat["p90"]),
-        _ms(lat["p99"]),
-        _ms(lat["max"]),
+        _ms(lat.get("mean")),
+        _ms(lat.get("p50")),
+        _ms(lat.get("p90")),
+        _ms(lat.get("p99")),
+        _ms(lat.get("max")),
         str(s.late + s.skipped),
         ("PASS" if t.passed else "FAIL") + ("" if not t.verdict.invalid else " (lag!)"),
     ]
@@ -147,12 +159,11 @@ def table(run: RunResult, wide: bool = False) -> str:
         lines += ["", "Failures:"] + [f"  {f}" for f in shown]
         if len(shown) < len(failures):
             lines.append(f"  ... and {len(failures) - len(shown)} more (-o wide lists every one)")
-    if run.kind == NETREACH:
-        from kubectl_kdoctor.report.hints import hints
+    from kubectl_kdoctor.report.hints import all_hints
 
-        found = hints(run)
-        if found:
-            lines += ["", "Likely culprits:"] + [f"  {h}" for h in found]
+    found = all_hints(run)
+    if found:
+        lines += ["", "Likely culprits:"] + [f"  {h}" for h in found]
     if run.skipped_nodes:
         lines += ["", "Skipped nodes:"] + [
             f"  {k}: {v}" for k, v in sorted(run.skipped_nodes.items())
@@ -176,7 +187,7 @@ CONDENSE_NODES = 50  # above this many nodes the table sums up passing nodes in 
 def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:
     """Failing cells grouped by destination and path ("node-17 [pod/ipv4]: fails from 99 of
     99 nodes"), then by source, so a large cluster's table stays readable."""
-    out = [
+    out = run.skipped_failures() + [
         f"{node}: never reported (round {r})"
         for r, ms in sorted(run.missing_nodes().items())
         for node in ms
@@ -202,6 +213,7 @@ def _grouped_failures(run: RunResult, nodes: list[NodeResult]) -> list[str]:
 
 
 def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
+    yield from run.skipped_failures()
     for r, missing in sorted(run.missing_nodes().items()):
         for node in missing:
             yield f"{node}: never reported (round {r})"
@@ -217,7 +229,11 @@ def _failures(run: RunResult, nodes: Iterable[NodeResult]) -> Iterable[str]:
 
 def junit(run: RunResult) -> str:
     suites = ET.Element("testsuites", name=f"kdoctor {run.kind} {run.name}")
-    total = failures = 0
+    from kubectl_kdoctor.report.hints import all_hints
+
+    found = all_hints(run)
+    culprits = ("\nLikely culprits:\n" + "\n".join(f"  {x}" for x in found)) if found else ""
+    total = failures = skipped = 0
     for n in run.merged_by_node():
         tests = merge_targets(n.targets, run.expect) if n.targets else []
         fails = sum(1 for t in tests if not t.passed) + (1 if n.error else 0)
@@ -242,12 +258,20 @@ def junit(run: RunResult) -> str:
                 time=f"{t.stats.duration:.3f}",
             )
             lat = t.latencies_ms()
-            ET.SubElement(case, "system-out").text = (
-                f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} "
+            figures = (
                 f"mean={lat['mean']:.3f}ms p99={lat['p99']:.3f}ms max={lat['max']:.3f}ms"
+                if lat
+                else "mean=- p99=- max=- (nothing answered in time)"
+            )
+            ET.SubElement(
+                case, "system-out"
+            ).text = (
+                f"requests={t.stats.requests} success_rate={t.stats.success_rate:.4f} {figures}"
             )
             if not t.passed:
-                ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))
+                failure = ET.SubElement(case, "failure", message="; ".join(t.verdict.reasons))
+                if culprits:
+                    failure.text = "; ".join(t.verdict.reasons) + culprits
         total += len(tests)
         failures += fails
     for r, missing in sorted(run.missing_nodes().items()):
@@ -259,7 +283,28 @@ def junit(run: RunResult) -> str:
             ET.SubElement(case, "failure", message=f"never reported (round {r})")
             total += 1
             failures += 1
+    for node, why in sorted(run.skipped_nodes.items()):
+        # A skipped node: a skipped testcase, or a failure with --require-all-nodes.
+        required = run.expect.all_nodes
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=node,
+            tests="1",
+            failures="1" if required else "0",
+            errors="0",
+            skipped="0" if required else "1",
+        )
+        case = ET.SubElement(suite, "testcase", classname=f"{run.kind}.{node}", name="agent")
+        if required:
+            ET.SubElement(case, "failure", message=f"skipped ({why}); --require-all-nodes")
+        else:
+            ET.SubElement(case, "skipped", message=f"node skipped: {why}")
+            skipped += 1
+        total += 1
+        failures += 1 if required else 0
     suites.set("tests", str(total))
+    suites.set("skipped", str(skipped))
     suites.set("failures", str(failures))
     ET.indent(suites)
     return (

@@ -35,10 +35,10 @@ def judge(stats: TargetStats, expect: Expect) -> Verdict:
     if stats.requests == 0:
         reasons.append("no request was made")
     elif stats.success_rate < expect.success_rate:
-        detail = stats.first_error()
+        detail = stats.failure_summary()
         reasons.append(
             f"success rate {stats.success_rate:.4f} < expected {expect.success_rate:g}"
-            + (f" ({stats.failures} failed; {detail})" if detail else "")
+            + (f" ({stats.failures} of {stats.requests} failed: {detail})" if detail else "")
         )
     if expect.mean_delay is not None and stats.latency.n:
         mean = stats.latency.mean

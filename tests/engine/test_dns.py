@@ -14,7 +14,7 @@ from bench.servers import TXT_BIG_RECORDS, Unbound
 from kubectl_kdoctor.engine.dns import build_query
 from kubectl_kdoctor.engine.resolvconf import default_nameserver, nameservers, search_domains
 from kubectl_kdoctor.engine.spec import DnsSpec
-from kubectl_kdoctor.engine.stats import BAD_RCODE, PROTOCOL, REFUSED, TIMEOUT, TLS
+from kubectl_kdoctor.engine.stats import BAD_RCODE, PROTOCOL, REFUSED, TIMEOUT, TLS, TRUNCATED
 from tests.engine._util import check_accounting, run_one
 
 N = 20  # queries per check: qps 40 for 0.5 s
@@ -74,11 +74,20 @@ def test_nxdomain(dns_server: Unbound) -> None:
 
 
 def test_truncated_udp_is_retried_over_tcp(dns_server: Unbound) -> None:
-    s = run_one(spec(dns_server, dns_server.big_txt_name, qtype="TXT"), qps=40, duration=0.5)
+    s = run_one(
+        spec(dns_server, dns_server.big_txt_name, qtype="TXT", tc_fallback=True),
+        qps=40,
+        duration=0.5,
+    )
     assert s.truncated == N
     assert s.success == N, s.error_samples
     assert len(s.extra["answer_sample"]) == min(8, TXT_BIG_RECORDS)  # the full RRset, over TCP
     assert s.bytes_in > N * 512
+
+
+def test_truncated_udp_is_a_failure_of_its_own_by_default(dns_server: Unbound) -> None:
+    s = run_one(spec(dns_server, dns_server.big_txt_name, qtype="TXT"), qps=40, duration=0.5)
+    assert s.truncated == N and s.errors == {TRUNCATED: N} and s.success == 0
 
 
 def test_tls_verification(dns_server: Unbound) -> None:

@@ -176,11 +176,13 @@ def test_closed_loop_keeps_concurrency(nginx: Nginx) -> None:
 
 
 @pytest.mark.parametrize("kind", ["http", "dns"])
-def test_stalled_generator_does_not_invent_timeouts(
+def test_stalled_generator_counts_late_reads_as_timeouts_and_says_why(
     nginx: Nginx, dns_server: Unbound, kind: str
 ) -> None:
     # The loop is blocked for 0.5 s, longer than the 0.3 s timeout, while answers to the
-    # requests just sent arrive: they were in time and must count as such, not as timeouts.
+    # requests just sent arrive. The timeout is measured as latency is (from the intended
+    # send to the answer read, issue 22): answers read after their deadline are timeouts,
+    # never successes slower than the timeout, and their reason says this process was busy.
     spec: HttpSpec | DnsSpec = (
         HttpSpec(nginx.http_url)
         if kind == "http"
@@ -203,7 +205,10 @@ def test_stalled_generator_does_not_invent_timeouts(
         return stats
 
     s = anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
-    assert TIMEOUT not in s.errors, s.errors
-    assert s.success == s.sent > 0
+    assert s.success > 0 and s.latency.max <= 300_000
+    assert set(s.errors) <= {TIMEOUT, BEHIND}, s.errors
+    if TIMEOUT in s.errors:  # answers queued during the stall, read after their deadline
+        assert "this process was busy" in s.error_samples[TIMEOUT], s.error_samples
     assert s.errors.get(BEHIND, 0) == s.skipped > 0
+    assert s.send_lag.max >= 200_000  # the stall shows as send lag
     check_accounting(s)
