@@ -3,9 +3,12 @@ JSON report, look for leftovers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,27 @@ def wait_agents_running(
             return running
         time.sleep(0.5)
     raise AssertionError("agents did not start")
+
+
+@contextlib.contextmanager
+def namespace(cluster: LocalCluster, prefix: str, enforce: str = "restricted") -> Iterator[str]:
+    """A fresh namespace whose PodSecurity level is ``enforce``, deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cluster.kube().create(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": enforce,
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+        },
+    )
+    try:
+        yield name
+    finally:
+        cluster.kube().delete(f"/api/v1/namespaces/{name}")

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from hack.localcluster import config as cluster_config
+from tests.e2e.kd import namespace
 from tests.fixtures.cluster import LocalCluster
 from tests.fixtures.realnode import ENV, SKIP_REASON, RealNode
 
@@ -161,23 +162,8 @@ def run_unless_faulted(
 @pytest.fixture
 def ns(local_cluster: LocalCluster) -> Iterator[str]:
     """A namespace that enforces PodSecurity 'restricted'."""
-    name = f"kdr-{uuid.uuid4().hex[:6]}"
-    local_cluster.kube().create(
-        "/api/v1/namespaces",
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
-            },
-        },
-    )
-    yield name
-    local_cluster.kube().delete(f"/api/v1/namespaces/{name}")
+    with namespace(local_cluster, "kdr") as name:
+        yield name
 
 
 RESTRICTED = {

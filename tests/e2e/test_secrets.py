@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kd import kdoctor, wait_clean
+from tests.e2e.kd import kdoctor, namespace, wait_clean
 from tests.fixtures.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -242,20 +242,8 @@ def test_secrets_reach_the_target_and_nothing_else(local_cluster: LocalCluster, 
 @pytest.fixture
 def privileged_ns(local_cluster: LocalCluster) -> Iterator[str]:
     """A namespace whose PodSecurity level allows host networking."""
-    name = f"kdh-{uuid.uuid4().hex[:6]}"
-    local_cluster.kube().create(
-        "/api/v1/namespaces",
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
-            },
-        },
-    )
-    yield name
-    local_cluster.kube().delete(f"/api/v1/namespaces/{name}")
+    with namespace(local_cluster, "kdh", enforce="privileged") as name:
+        yield name
 
 
 @pytest.mark.parametrize("host_network", [False, True], ids=["pod-network", "host-network"])
